@@ -1,0 +1,551 @@
+"""
+Llama-3 in one file: the model, Hugging Face weights in and out, and batched KV-cache generation.
+
+It matches transformers' LlamaForCausalLM (RMSNorm, RoPE with llama3 frequency scaling, grouped-query
+attention, SwiGLU, optionally tied embeddings), so released checkpoints such as meta-llama/Llama-3.2-1B
+or OctoThinker/OctoThinker-1B-Hybrid-Base load as they are, and what we save loads in transformers and
+vLLM. Module names mirror Hugging Face's, so a checkpoint's tensor name is ours with "model." in front.
+"""
+import glob
+import json
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+# -----------------------------------------------------------------------------
+# config
+
+
+@dataclass
+class ModelConfig:
+    dim: int = 2048
+    n_layers: int = 16
+    n_heads: int = 32
+    n_kv_heads: int = 8
+    head_dim: int = None              # None: dim // n_heads
+    ffn_dim: int = 8192
+    vocab_size: int = 128256
+    norm_eps: float = 1e-5
+    rope_theta: float = 500000.0
+    rope_factor: float = 32.0         # llama3 frequency scaling; 1.0 turns it off
+    rope_low_freq_factor: float = 1.0
+    rope_high_freq_factor: float = 4.0
+    rope_original_len: int = 8192     # the context length the scaling stretches from
+    max_seq_len: int = 131072
+    tie_embeddings: bool = True
+    bos_id: int = 128000
+    eos_id: int = 128001
+
+    def __post_init__(self):
+        if self.head_dim is None:
+            self.head_dim = self.dim // self.n_heads
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.n_kv_heads}")
+        if self.head_dim % 2:
+            raise ValueError(f"head_dim={self.head_dim} must be even for RoPE")
+
+    @classmethod
+    def preset(cls, name, **overrides):
+        if name not in PRESETS:
+            raise ValueError(f"unknown model preset '{name}'; choose one of {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+
+PRESETS = {
+    "llama3.2-1b": dict(dim=2048, n_layers=16, n_heads=32, n_kv_heads=8, ffn_dim=8192),
+    "llama3.2-3b": dict(dim=3072, n_layers=28, n_heads=24, n_kv_heads=8, ffn_dim=8192),
+    "llama3.1-8b": dict(dim=4096, n_layers=32, n_heads=32, n_kv_heads=8, ffn_dim=14336,
+                        rope_factor=8.0, tie_embeddings=False),
+    # small ones for tests and the CPU demo; their vocabulary comes from the tokenizer trained for them
+    "tiny": dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=192, vocab_size=512,
+                 rope_original_len=64, max_seq_len=2048, bos_id=510, eos_id=511),
+    "mini": dict(dim=256, n_layers=6, n_heads=8, n_kv_heads=2, ffn_dim=768, vocab_size=4096,
+                 rope_original_len=256, max_seq_len=4096, bos_id=4094, eos_id=4095),
+}
+
+# -----------------------------------------------------------------------------
+# the layers
+
+
+def rms_norm(x, weight, eps):
+    # Hugging Face's numerics: normalise in fp32, cast back to x's dtype, then scale
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * xf.to(x.dtype)
+
+
+def rope_frequencies(cfg, device):
+    """Rotary inverse frequencies with llama3 scaling: long wavelengths are stretched by rope_factor,
+    short ones kept, and the band between them interpolated smoothly."""
+    inv_freq = cfg.rope_theta ** -(torch.arange(0, cfg.head_dim, 2, device=device).float() / cfg.head_dim)
+    if cfg.rope_factor == 1.0:
+        return inv_freq
+    wavelen = 2 * torch.pi / inv_freq
+    low_freq_wavelen = cfg.rope_original_len / cfg.rope_low_freq_factor
+    high_freq_wavelen = cfg.rope_original_len / cfg.rope_high_freq_factor
+    smooth = (cfg.rope_original_len / wavelen - cfg.rope_low_freq_factor) / (
+        cfg.rope_high_freq_factor - cfg.rope_low_freq_factor)
+    smoothed = (1 - smooth) * inv_freq / cfg.rope_factor + smooth * inv_freq
+    scaled = torch.where(wavelen > low_freq_wavelen, inv_freq / cfg.rope_factor, smoothed)
+    return torch.where(wavelen < high_freq_wavelen, inv_freq, scaled)
+
+
+def apply_rope(x, cos, sin):
+    # x (B, T, H, D); cos, sin (B, T, D/2). Hugging Face's layout: the two halves of D are rotated as pairs.
+    x1, x2 = x.float().chunk(2, dim=-1)
+    cos, sin = cos[:, :, None], sin[:, :, None]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)
+
+
+def doc_positions(doc_ids):
+    """Each token's position inside its document: RoPE restarts where the id changes (B, T)."""
+    idx = torch.arange(doc_ids.shape[1], device=doc_ids.device).expand_as(doc_ids)
+    starts = torch.ones_like(doc_ids, dtype=torch.bool)
+    starts[:, 1:] = doc_ids[:, 1:] != doc_ids[:, :-1]
+    return idx - torch.where(starts, idx, 0).cummax(dim=1).values
+
+
+def attention(q, k, v, doc_ids=None):
+    """Causal grouped-query self-attention for training and prefill: q (B, T, Hq, D), k and v
+    (B, T, Hkv, D) -> (B, T, Hq, D). With doc_ids (B, T), a token sees only its own document."""
+    q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # SDPA wants heads before time
+    mask = None
+    if doc_ids is not None:
+        T = doc_ids.shape[1]
+        causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+        mask = (doc_ids[:, :, None] == doc_ids[:, None, :]) & causal  # (B, T, T)
+        mask = mask[:, None]
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=True)
+    return y.transpose(1, 2)
+
+
+def decode_attention(q, k, v, kv_len):
+    """One decode step against the cache: q (B, 1, Hq, D), k and v (B, Hkv, S, D), row b seeing slots
+    [0, kv_len[b]). The query heads of a group become the query rows of one attention over its K/V,
+    so K/V are read once per group and never repeated."""
+    B, _, Hq, D = q.shape
+    Hkv, S = k.shape[1], k.shape[2]
+    visible = torch.arange(S, device=q.device) < kv_len[:, None]
+    y = F.scaled_dot_product_attention(q.view(B, Hkv, Hq // Hkv, D), k, v, attn_mask=visible[:, None, None, :])
+    return y.view(B, 1, Hq, D)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim, eps):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return rms_norm(x, self.weight, self.eps)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg, layer):
+        super().__init__()
+        self.layer, self.n_heads, self.n_kv_heads, self.head_dim = layer, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        self.q_proj = nn.Linear(cfg.dim, cfg.n_heads * cfg.head_dim, bias=False)
+        self.k_proj = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
+        self.v_proj = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
+        self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
+
+    def forward(self, x, cos, sin, doc_ids=None, cache=None):
+        B, T, _ = x.shape
+        q = apply_rope(self.q_proj(x).view(B, T, self.n_heads, self.head_dim), cos, sin)
+        k = apply_rope(self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim), cos, sin)
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim)
+        if cache is not None and cache.decoding:
+            y = decode_attention(q, *cache.append(self.layer, k, v), cache.kv_len)
+        else:
+            if cache is not None:
+                cache.prefill(self.layer, k, v)
+            y = attention(q, k, v, doc_ids)
+        return self.o_proj(y.reshape(B, T, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
+        self.up_proj = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
+        self.down_proj = nn.Linear(cfg.ffn_dim, cfg.dim, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg, layer):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.self_attn = Attention(cfg, layer)
+        self.post_attention_layernorm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, doc_ids=None, cache=None):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, doc_ids, cache)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class KVCache:
+    """Keys and values of a batch, preallocated as (B, Hkv, S, D) per layer: row b's tokens sit at
+    slots [0, its length). Rows may have different lengths; finished rows are dropped with keep()."""
+
+    def __init__(self, cfg, batch_size, max_len, dtype, device):
+        # zeros, not empty: a masked slot gets weight 0, and 0 * NaN from stale memory would be NaN
+        shape = (batch_size, cfg.n_kv_heads, max_len, cfg.head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.n_layers)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.n_layers)]
+        self.decoding = False
+
+    def prefill(self, layer, k, v):  # the prompts, right-padded, from slot 0
+        self.k[layer][:, :, :k.shape[1]] = k.transpose(1, 2)
+        self.v[layer][:, :, :v.shape[1]] = v.transpose(1, 2)
+
+    def set_positions(self, pos, length):
+        """Decode next at slot pos[b] of each row; length = max(pos) + 1, a python int (no GPU sync)."""
+        self.decoding, self.pos, self.kv_len, self.length = True, pos, pos + 1, length
+        self.rows = torch.arange(len(pos), device=pos.device)
+
+    def append(self, layer, k, v):  # one new token per row; returns the visible cache
+        self.k[layer][self.rows, :, self.pos] = k[:, 0]
+        self.v[layer][self.rows, :, self.pos] = v[:, 0]
+        return self.k[layer][:, :, :self.length], self.v[layer][:, :, :self.length]
+
+    def keep(self, rows):
+        self.k = [k[rows] for k in self.k]
+        self.v = [v[rows] for v in self.v]
+
+# -----------------------------------------------------------------------------
+# the model
+
+
+class Llama(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.config = cfg
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+        self.init_weights()
+
+    def init_weights(self):
+        # Hugging Face's Llama init: normal(0, 0.02) matrices, norms at one
+        for p in self.parameters():
+            if p.dim() == 2:
+                nn.init.normal_(p, std=0.02)
+            else:
+                nn.init.ones_(p)
+
+    def forward(self, tokens, targets=None, doc_ids=None):
+        """tokens (B, T) -> logits (B, T, vocab); with targets (B, T), the mean cross-entropy over the
+        targets that are not -100. doc_ids (B, T): packed documents, each attending only to itself."""
+        if doc_ids is None:
+            positions = torch.arange(tokens.shape[1], device=tokens.device)[None]
+        else:
+            positions = doc_positions(doc_ids)
+        h = self.hidden(tokens, positions, doc_ids)
+        if targets is None:
+            return self.lm_head(h)
+        return chunked_cross_entropy(h, self.lm_head.weight, targets)
+
+    def hidden(self, tokens, positions, doc_ids=None, cache=None):
+        """The final normed hidden states (B, T, dim) of tokens at positions (B or 1, T)."""
+        freqs = positions[..., None].float() * rope_frequencies(self.config, tokens.device)
+        cos, sin = freqs.cos(), freqs.sin()
+        x = self.embed_tokens(tokens)
+        for layer in self.layers:
+            x = layer(x, cos, sin, doc_ids, cache)
+        return self.norm(x)
+
+    @torch.no_grad()
+    def generate(self, prompts, max_new_tokens, temperature=1.0, top_p=1.0, stop_ids=(), seed=None):
+        """Sample continuations of prompts (lists of token ids, any lengths), all in one batch.
+        Returns (tokens, logprobs): per prompt, its new token ids, ending at the first stop id (kept) or
+        after max_new_tokens, and the model's log-probability of each (log-softmax of the raw logits,
+        before temperature and top-p). temperature=0 is greedy. seed: an int, where prompt i then draws
+        from (seed, i), or one seed per prompt; a prompt's sample depends only on its own seed, never on
+        the rest of the batch. None draws the seed from torch's global generator."""
+        cfg, device = self.config, self.lm_head.weight.device
+        check_generate_args(prompts, max_new_tokens, temperature, top_p, cfg)
+        B, lens = len(prompts), [len(p) for p in prompts]
+        if max(lens) + max_new_tokens > cfg.max_seq_len:
+            raise ValueError(f"the longest prompt ({max(lens)} tokens) plus max_new_tokens={max_new_tokens} "
+                             f"exceeds the model's max_seq_len={cfg.max_seq_len}; shorten one or the other")
+        seeds = row_seeds(seed, B)
+        stop_ids = set(stop_ids)
+        cache = KVCache(cfg, B, max(lens) + max_new_tokens, self.lm_head.weight.dtype, device)
+
+        # prefill: the prompts right-padded; each row's next-token logits come from its last prompt token
+        tokens = torch.zeros(B, max(lens), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            tokens[i, :len(p)] = torch.tensor(p)
+        h = self.hidden(tokens.to(device), torch.arange(max(lens), device=device)[None], cache=cache)
+        lens_t = torch.tensor(lens, device=device)
+        logits = self.lm_head(h[torch.arange(B, device=device), lens_t - 1])
+
+        out_tokens, out_logprobs = [[] for _ in range(B)], [[] for _ in range(B)]
+        rows = list(range(B))  # the prompt index of each row still generating
+        for step in range(max_new_tokens):
+            tok, logp = sample(logits, temperature, top_p, uniforms(seeds[rows], step))
+            finished = []
+            for j, (t, lp) in enumerate(zip(tok.tolist(), logp.tolist())):
+                out_tokens[rows[j]].append(t)
+                out_logprobs[rows[j]].append(lp)
+                if t in stop_ids:
+                    finished.append(j)
+            if step == max_new_tokens - 1 or len(finished) == len(rows):
+                break
+            if finished:  # drop them from the batch so they cost nothing more
+                keep = torch.tensor([j for j in range(len(rows)) if j not in finished], device=device)
+                rows = [rows[j] for j in keep.tolist()]
+                tok, lens_t = tok[keep], lens_t[keep]
+                cache.keep(keep)
+            cache.set_positions(lens_t + step, max(lens[r] for r in rows) + step + 1)
+            logits = self.lm_head(self.hidden(tok[:, None], cache.pos[:, None], cache=cache))[:, 0]
+        return out_tokens, out_logprobs
+
+    # -------------------------------------------------------------------------
+    # Hugging Face format
+
+    @classmethod
+    def from_pretrained(cls, path_or_repo_id, dtype=None, device="cpu"):
+        """Load a Llama checkpoint in Hugging Face format (config.json and *.safetensors, single or
+        sharded) from a folder, or from the hub when given a repo id. dtype None keeps the checkpoint's."""
+        from safetensors import safe_open
+        folder = path_or_repo_id
+        if not os.path.isdir(folder):
+            if os.path.exists(folder) or folder.startswith((".", "/")) or folder.count("/") != 1:
+                raise FileNotFoundError(f"'{folder}' is neither a checkpoint folder nor a hub repo id "
+                                        "like 'meta-llama/Llama-3.2-1B'")
+            from huggingface_hub import snapshot_download
+            folder = snapshot_download(folder, allow_patterns=["config.json", "*.safetensors",
+                                                               "model.safetensors.index.json"])
+        config_path = os.path.join(folder, "config.json")
+        if not os.path.isfile(config_path):
+            raise FileNotFoundError(f"{config_path} not found: a Hugging Face checkpoint folder needs its config.json")
+        with open(config_path) as f:
+            cfg = config_from_hf(json.load(f), config_path)
+        files = sorted(glob.glob(os.path.join(folder, "*.safetensors")))
+        if not files:
+            raise FileNotFoundError(f"no *.safetensors in {folder}: convert .bin checkpoints to safetensors first")
+
+        handles = [safe_open(f, framework="pt") for f in files]
+        where = {name: h for h, f in zip(handles, files) for name in h.keys()}
+        if dtype is None:
+            dtype = where["model.embed_tokens.weight"].get_slice("model.embed_tokens.weight").get_dtype() \
+                if "model.embed_tokens.weight" in where else "F32"
+            dtype = {"BF16": torch.bfloat16, "F16": torch.float16}.get(dtype, torch.float32)
+        with torch.device("meta"):
+            model = cls(cfg)
+        model = model.to(dtype).to_empty(device=device)
+        if cfg.tie_embeddings:  # to_empty makes new tensors, which unties them
+            model.lm_head.weight = model.embed_tokens.weight
+
+        wanted = hf_names(model)
+        missing = [n for n in wanted if n not in where]
+        if missing:
+            raise ValueError(f"{folder}: the checkpoint has no tensor '{missing[0]}'"
+                             f"{f' (and {len(missing) - 1} more missing)' if len(missing) > 1 else ''}; "
+                             f"does config.json describe these weights?")
+        ignorable = {"lm_head.weight"} if cfg.tie_embeddings else set()
+        extra = [n for n in where if n not in wanted and n not in ignorable and not n.endswith("rotary_emb.inv_freq")]
+        if extra:
+            raise ValueError(f"{folder}: unexpected tensor '{extra[0]}' ({len(extra)} in all) that this Llama "
+                             "does not have; is the checkpoint a plain LlamaForCausalLM?")
+        with torch.no_grad():
+            for name, param in wanted.items():
+                t = where[name].get_tensor(name)
+                if t.shape != param.shape:
+                    raise ValueError(f"{folder}: tensor '{name}' has shape {tuple(t.shape)}, but config.json "
+                                     f"implies {tuple(param.shape)}")
+                param.copy_(t)
+        return model
+
+    def save_pretrained(self, out_dir):
+        """Write config.json and model.safetensors that transformers and vLLM load as they are.
+        Each file is written under a temporary name and renamed, so a crash never leaves a torn one."""
+        from safetensors.torch import save_file
+        os.makedirs(out_dir, exist_ok=True)
+        tensors = {name: p.detach().cpu().contiguous() for name, p in hf_names(self).items()}
+        dtype = self.lm_head.weight.dtype
+        tmp = os.path.join(out_dir, "model.safetensors.tmp")
+        save_file(tensors, tmp, metadata={"format": "pt"})
+        os.replace(tmp, os.path.join(out_dir, "model.safetensors"))
+        with open(os.path.join(out_dir, "config.json.tmp"), "w") as f:
+            json.dump(config_to_hf(self.config, dtype), f, indent=2)
+        os.replace(os.path.join(out_dir, "config.json.tmp"), os.path.join(out_dir, "config.json"))
+
+
+def hf_names(model):
+    """Our parameters by their Hugging Face names (a tied lm_head appears once, as the embedding)."""
+    return {(n if n.startswith("lm_head.") else "model." + n): p for n, p in model.named_parameters()}
+
+
+def config_from_hf(d, where="config.json"):
+    """ModelConfig from a Hugging Face config.json dict; anything this model cannot represent is an error."""
+    def need(key):
+        if key not in d:
+            raise ValueError(f"{where}: missing field '{key}'")
+        return d[key]
+
+    if d.get("model_type", "llama") != "llama":
+        raise ValueError(f"{where}: model_type is '{d['model_type']}', but this model is Llama")
+    for key, ok in [("hidden_act", "silu"), ("attention_bias", False), ("mlp_bias", False)]:
+        if d.get(key, ok) != ok:
+            raise ValueError(f"{where}: {key}={d[key]!r} is not supported (Llama-3 has {ok!r})")
+    # transformers 4 writes rope_theta + rope_scaling, transformers 5 rope_parameters
+    rope = d.get("rope_parameters") or d.get("rope_scaling") or {}
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if rope_type not in ("default", "llama3"):
+        raise ValueError(f"{where}: rope_type '{rope_type}' is not supported (only 'llama3' or 'default')")
+    scaled = rope_type == "llama3"
+    eos = d.get("eos_token_id", 128001)
+    return ModelConfig(
+        dim=need("hidden_size"), n_layers=need("num_hidden_layers"), n_heads=need("num_attention_heads"),
+        n_kv_heads=d.get("num_key_value_heads") or d["num_attention_heads"],
+        head_dim=d.get("head_dim") or need("hidden_size") // need("num_attention_heads"),
+        ffn_dim=need("intermediate_size"), vocab_size=need("vocab_size"), norm_eps=d.get("rms_norm_eps", 1e-6),
+        rope_theta=rope.get("rope_theta", d.get("rope_theta", 10000.0)),
+        rope_factor=rope["factor"] if scaled else 1.0,
+        rope_low_freq_factor=rope.get("low_freq_factor", 1.0) if scaled else 1.0,
+        rope_high_freq_factor=rope.get("high_freq_factor", 4.0) if scaled else 4.0,
+        rope_original_len=rope.get("original_max_position_embeddings", 8192) if scaled else 8192,
+        max_seq_len=d.get("max_position_embeddings", 131072), tie_embeddings=d.get("tie_word_embeddings", False),
+        bos_id=d.get("bos_token_id", 128000), eos_id=eos[0] if isinstance(eos, list) else eos,
+    )
+
+
+def config_to_hf(cfg, dtype=torch.bfloat16):
+    rope_scaling = None
+    if cfg.rope_factor != 1.0:
+        rope_scaling = {"rope_type": "llama3", "factor": cfg.rope_factor, "low_freq_factor": cfg.rope_low_freq_factor,
+                        "high_freq_factor": cfg.rope_high_freq_factor,
+                        "original_max_position_embeddings": cfg.rope_original_len}
+    return {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": cfg.dim,
+        "num_hidden_layers": cfg.n_layers, "num_attention_heads": cfg.n_heads,
+        "num_key_value_heads": cfg.n_kv_heads, "head_dim": cfg.head_dim, "intermediate_size": cfg.ffn_dim,
+        "vocab_size": cfg.vocab_size, "rms_norm_eps": cfg.norm_eps, "rope_theta": cfg.rope_theta,
+        "rope_scaling": rope_scaling, "max_position_embeddings": cfg.max_seq_len,
+        "tie_word_embeddings": cfg.tie_embeddings, "hidden_act": "silu", "attention_bias": False,
+        "mlp_bias": False, "bos_token_id": cfg.bos_id, "eos_token_id": cfg.eos_id,
+        "torch_dtype": str(dtype).removeprefix("torch."), "initializer_range": 0.02, "use_cache": True,
+    }
+
+# -----------------------------------------------------------------------------
+# loss and sampling
+
+
+def chunked_cross_entropy(h, weight, targets, chunk_elems=2**26):
+    """Mean cross-entropy of logits h @ weight.T against targets (-100 ignored), computed a chunk of
+    tokens at a time and recomputed in backward, so fp32 logits never exist for the whole batch."""
+    h, targets = h.flatten(0, -2), targets.flatten()
+    chunk = max(1, chunk_elems // weight.shape[0])
+    total = h.new_zeros((), dtype=torch.promote_types(h.dtype, torch.float32))
+    for hc, tc in zip(h.split(chunk), targets.split(chunk)):
+        if torch.is_grad_enabled():
+            total = total + checkpoint(cross_entropy_sum, hc, weight, tc, use_reentrant=False)
+        else:
+            total = total + cross_entropy_sum(hc, weight, tc)
+    return total / (targets != -100).sum().clamp(min=1)
+
+
+def cross_entropy_sum(h, weight, targets):
+    logits = F.linear(h, weight)  # in the model's dtype, as the forward pass gives them; the loss in >= fp32
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return F.cross_entropy(logits, targets, ignore_index=-100, reduction="sum")
+
+
+def sample(logits, temperature, top_p, u):
+    """One token per row of logits (B, V) and its log-prob under the raw logits. u (B,): uniforms in
+    [0, 1) that pick the token by inverting the CDF, so each row's draw depends on its own u alone."""
+    logits = logits.float()
+    if temperature == 0:
+        tok = logits.argmax(dim=-1)
+    else:
+        probs = F.softmax(logits / temperature, dim=-1)
+        order = None
+        if top_p < 1.0:  # keep the most likely tokens until they hold top_p of the mass
+            probs, order = probs.sort(dim=-1, descending=True)
+            probs = probs.masked_fill(probs.cumsum(dim=-1) - probs >= top_p, 0.0)
+        cdf = probs.double().cumsum(dim=-1)
+        u = torch.as_tensor(u, dtype=torch.float64, device=logits.device)
+        tok = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True)[:, 0].clamp(max=cdf.shape[1] - 1)
+        if order is not None:
+            tok = order.gather(1, tok[:, None])[:, 0]
+    logp = F.log_softmax(logits, dim=-1).gather(1, tok[:, None])[:, 0]
+    return tok, logp
+
+
+def splitmix64(x):
+    """A strong 64-bit integer hash (numpy uint64 arrays, wrapping arithmetic)."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def row_seeds(seed, n):
+    """One 64-bit seed per prompt: from (seed, prompt index), or from a list given per prompt."""
+    if seed is None:
+        seed = int(torch.randint(2**62, ()).item())
+    if isinstance(seed, int):
+        base = splitmix64(np.array([seed % 2**64], dtype=np.uint64))
+        return splitmix64(base + np.arange(n, dtype=np.uint64))
+    if len(seed) != n:
+        raise ValueError(f"seed has {len(seed)} entries for {n} prompts; give one per prompt, or one int")
+    return splitmix64(np.array([s % 2**64 for s in seed], dtype=np.uint64))
+
+
+def uniforms(seeds, step):
+    """Uniforms in [0, 1) for each row's step-th token: a pure function of (seed, step), 53 bits."""
+    h = splitmix64(seeds ^ splitmix64(np.array([step], dtype=np.uint64)))
+    return (h >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def check_generate_args(prompts, max_new_tokens, temperature, top_p, cfg):
+    if not isinstance(prompts, (list, tuple)) or not prompts:
+        raise ValueError("prompts must be a non-empty list of token-id lists")
+    for i, p in enumerate(prompts):
+        if len(p) == 0:
+            raise ValueError(f"prompt {i} is empty: start it with at least one token (e.g. the BOS id)")
+        if min(p) < 0 or max(p) >= cfg.vocab_size:
+            raise ValueError(f"prompt {i} has a token id outside [0, {cfg.vocab_size}): check the tokenizer "
+                             "matches the model")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    if temperature < 0 or not 0 < top_p <= 1:
+        raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature} and {top_p}")
+
+
+if __name__ == "__main__":
+    # The demo: a small random Llama-3 saved in Hugging Face format, loaded back, and sampled from.
+    import tempfile
+    import time
+    torch.manual_seed(0)
+    cfg = ModelConfig.preset("mini")
+    model = Llama(cfg).eval()
+    print(f"a random '{'mini'}' Llama-3: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters,",
+          {k: v for k, v in asdict(cfg).items() if k in ("dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size")})
+    with tempfile.TemporaryDirectory() as d:
+        model.save_pretrained(d)
+        print(f"saved to {d}: {sorted(os.listdir(d))}")
+        reloaded = Llama.from_pretrained(d).eval()
+    prompts = [[cfg.bos_id, 17, 42], [cfg.bos_id] + list(range(100, 130)), [cfg.bos_id, 7]]
+    same = torch.equal(model(torch.tensor([prompts[1]])), reloaded(torch.tensor([prompts[1]])))
+    print(f"reloaded model gives identical logits: {same}")
+    t0 = time.perf_counter()
+    tokens, logprobs = reloaded.generate(prompts, max_new_tokens=32, temperature=1.0, top_p=0.9, seed=0)
+    dt = time.perf_counter() - t0
+    for p, t, lp in zip(prompts, tokens, logprobs):
+        print(f"prompt of {len(p):2d} tokens -> {t[:12]}... mean log-prob {sum(lp) / len(lp):.2f}")
+    print(f"generated {sum(map(len, tokens))} tokens in {dt:.2f}s")

@@ -17,6 +17,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from kernels import document_bounds, flash_attention, rms_norm
+
 # -----------------------------------------------------------------------------
 # config
 
@@ -72,13 +74,6 @@ PRESETS = {
 # the layers
 
 
-def rms_norm(x, weight, eps):
-    # Hugging Face's numerics: normalise in fp32, cast back to x's dtype, then scale
-    xf = x.float()
-    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * xf.to(x.dtype)
-
-
 def rope_frequencies(cfg, device):
     """Rotary inverse frequencies with llama3 scaling: long wavelengths are stretched by rope_factor,
     short ones kept, and the band between them interpolated smoothly."""
@@ -104,24 +99,8 @@ def apply_rope(x, cos, sin):
 
 def doc_positions(doc_ids):
     """Each token's position inside its document: RoPE restarts where the id changes (B, T)."""
-    idx = torch.arange(doc_ids.shape[1], device=doc_ids.device).expand_as(doc_ids)
-    starts = torch.ones_like(doc_ids, dtype=torch.bool)
-    starts[:, 1:] = doc_ids[:, 1:] != doc_ids[:, :-1]
-    return idx - torch.where(starts, idx, 0).cummax(dim=1).values
-
-
-def attention(q, k, v, doc_ids=None):
-    """Causal grouped-query self-attention for training and prefill: q (B, T, Hq, D), k and v
-    (B, T, Hkv, D) -> (B, T, Hq, D). With doc_ids (B, T), a token sees only its own document."""
-    q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # SDPA wants heads before time
-    mask = None
-    if doc_ids is not None:
-        T = doc_ids.shape[1]
-        causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
-        mask = (doc_ids[:, :, None] == doc_ids[:, None, :]) & causal  # (B, T, T)
-        mask = mask[:, None]
-    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=True)
-    return y.transpose(1, 2)
+    start, _ = document_bounds(doc_ids)
+    return torch.arange(doc_ids.shape[1], device=doc_ids.device) - start
 
 
 def decode_attention(q, k, v, kv_len):
@@ -164,7 +143,7 @@ class Attention(nn.Module):
         else:
             if cache is not None:
                 cache.prefill(self.layer, k, v)
-            y = attention(q, k, v, doc_ids)
+            y = flash_attention(q, k, v, causal=True, doc_ids=doc_ids)
         return self.o_proj(y.reshape(B, T, -1))
 
 

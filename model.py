@@ -246,15 +246,20 @@ class Llama(nn.Module):
         return self.norm(x)
 
     @torch.no_grad()
-    def generate(self, prompts, max_new_tokens, temperature=1.0, top_p=1.0, stop_ids=(), seed=None):
+    def generate(self, prompts, max_new_tokens, temperature=1.0, top_p=1.0, stop_ids=(), seed=None,
+                 stop_strings=(), decode=None):
         """Sample continuations of prompts (lists of token ids, any lengths), all in one batch.
-        Returns (tokens, logprobs): per prompt, its new token ids, ending at the first stop id (kept) or
-        after max_new_tokens, and the model's log-probability of each (log-softmax of the raw logits,
-        before temperature and top-p). temperature=0 is greedy. seed: an int, where prompt i then draws
-        from (seed, i), or one seed per prompt; a prompt's sample depends only on its own seed, never on
-        the rest of the batch. None draws the seed from torch's global generator."""
+        Returns (tokens, logprobs): per prompt, its new token ids, ending with the first stop id or the
+        token that completes a stop string (both kept) or after max_new_tokens, and the model's
+        log-probability of each (log-softmax of the raw logits, before temperature and top-p).
+        temperature=0 is greedy. seed: an int, where prompt i then draws from (seed, i), or one seed per
+        prompt; a prompt's sample depends only on its own seed, never on the rest of the batch. None
+        draws the seed from torch's global generator. stop_strings need decode (token ids -> str)."""
         cfg, device = self.config, self.lm_head.weight.device
         check_generate_args(prompts, max_new_tokens, temperature, top_p, cfg)
+        if stop_strings and decode is None:
+            raise ValueError("stop_strings need decode=, e.g. tokenizer.decode, to read the generated text")
+        tail = max(map(len, stop_strings), default=0) + 1  # a stop string of n chars ends within n+1 tokens
         B, lens = len(prompts), [len(p) for p in prompts]
         if max(lens) + max_new_tokens > cfg.max_seq_len:
             raise ValueError(f"the longest prompt ({max(lens)} tokens) plus max_new_tokens={max_new_tokens} "
@@ -279,11 +284,13 @@ class Llama(nn.Module):
             for j, (t, lp) in enumerate(zip(tok.tolist(), logp.tolist())):
                 out_tokens[rows[j]].append(t)
                 out_logprobs[rows[j]].append(lp)
-                if t in stop_ids:
+                if t in stop_ids or (stop_strings and any(
+                        s in decode(out_tokens[rows[j]][-tail:]) for s in stop_strings)):
                     finished.append(j)
             if step == max_new_tokens - 1 or len(finished) == len(rows):
                 break
             if finished:  # drop them from the batch so they cost nothing more
+                finished = set(finished)
                 keep = torch.tensor([j for j in range(len(rows)) if j not in finished], device=device)
                 rows = [rows[j] for j in keep.tolist()]
                 tok, lens_t = tok[keep], lens_t[keep]

@@ -225,6 +225,21 @@ def test_stop_ids_end_each_row_at_its_first_stop():
     assert len(tokens[0]) <= 7
 
 
+def test_stop_strings_end_a_row_at_the_token_completing_them():
+    model = small_model()
+    free, _ = model.generate(PROMPTS, max_new_tokens=30, temperature=0)
+    decode = lambda ids: "".join(f"<{i}>" for i in ids)  # a toy tokenizer: every id its own text
+    stop = f"<{free[1][4]}><{free[1][5]}>"  # spans two tokens of row 1
+    tokens, _ = model.generate(PROMPTS, max_new_tokens=30, temperature=0, stop_strings=[stop], decode=decode)
+    for full, out in zip(free, tokens):
+        text = decode(full)
+        end = len(full) if stop not in text else next(n for n in range(1, 31) if stop in decode(full[:n]))
+        assert out == full[:end]
+    assert len(tokens[1]) <= 6
+    with pytest.raises(ValueError, match="decode"):
+        model.generate(PROMPTS, max_new_tokens=3, stop_strings=["x"])
+
+
 def test_sampler_draws_from_the_tempered_top_p_distribution():
     probs = torch.tensor([0.5, 0.25, 0.15, 0.1])
     n = 40000

@@ -1,0 +1,754 @@
+"""
+Grade math answers: find the final answer in a model response and in the gold (a bare answer, one
+in $...$, or a whole reference solution), and decide whether they are equal. This is the RL reward
+and every benchmark number, and model text is untrusted, so:
+
+- nothing here runs text as Python (no eval, exec, sympify or parse_expr: sympy's string parsers
+  evaluate Python). Answers are read by a small recursive-descent parser that builds sympy objects
+  directly, with limits on answer length, nesting depth and the size of the numbers it builds.
+- cheap checks run first, in the caller: the answers as normalised strings, then as plain numbers.
+  What still needs sympy runs in a pool of worker processes (this file run with --worker, started
+  on first use and reused), each pair under a hard time limit; a worker that overruns is killed
+  and replaced. A timeout or a parse failure is "not equal": untrusted text never raises.
+
+    grade(response, gold) -> bool         reward(response, gold) -> float (1.0 or 0.0)
+    grade_many([(response, gold), ...]) -> list[bool]     extract_answer(text) -> str | None
+
+Try it: python grader.py 'so the answer is \\boxed{\\frac12}.' '0.5'
+"""
+import atexit
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import threading
+import time
+from fractions import Fraction
+from multiprocessing.connection import wait  # select() on any fd number (select.select stops at 1024)
+
+import sympy
+
+REL_TOL = 1e-6            # numbers are equal within this relative tolerance
+TIMEOUT = 1.0             # seconds a pair may spend in sympy before it counts as "not equal"
+WORKERS = min(8, os.cpu_count() or 1)  # worker processes grade_many uses
+MAX_ANSWER = 1000         # longer extracted answers are never parsed (real ones are < 300 chars)
+MAX_DEPTH = 40            # bracket nesting the parser follows
+MAX_BITS = 100_000        # largest integer a power, factorial or binomial may build
+MAX_EXPONENT = 10_000     # largest numeric exponent, whatever the base
+STARTUP_TIMEOUT = 60.0    # seconds a new worker may take to start (it imports sympy, once)
+WORKER_MEMORY = 2 << 30   # address-space limit of a worker, in bytes
+
+# -----------------------------------------------------------------------------
+# finding the final answer
+
+ANSWER_IS = re.compile(r'(?:final answer|the answer)\s*(?:is\s*:?|:)\s*', re.I)
+PROSE_WORD = re.compile(r'(?<![\\a-zA-Z])[a-zA-Z]{3,}')
+MATH_DELIMITERS = (('$$', '$$'), ('$', '$'), ('\\(', '\\)'), ('\\[', '\\]'))
+
+def extract_answer(text):
+    """The final answer in text: the last \\boxed{} (or \\fbox{}); else the rest of the line after
+    '####' (GSM8K); else what follows the last 'the answer is' or 'final answer:'; else all of
+    text when it is itself a short bare answer. None when there is no answer."""
+    if not isinstance(text, str):
+        raise TypeError(f"extract_answer expects a str, got {type(text).__name__}")
+    start = max(text.rfind('\\boxed'), text.rfind('\\fbox'), text.rfind('\\framebox'))
+    if start >= 0:
+        return _boxed(text, start)
+    start = text.rfind('####')
+    if start >= 0:
+        return _strip_math(text[start + 4:].split('\n', 1)[0]) or None
+    match = None
+    for match in ANSWER_IS.finditer(text):
+        pass
+    if match:  # the rest of the line, up to the end of the sentence (a period, not a decimal point)
+        line = text[match.end():match.end() + MAX_ANSWER].split('\n', 1)[0]
+        return _strip_math(re.split(r'\.(?:\s|$)', line, maxsplit=1)[0]) or None
+    text = text.strip()
+    if len(text) > 300 or '\n' in text or len(PROSE_WORD.findall(text)) > 3:
+        return None  # prose without a marked answer
+    return _strip_math(text) or None
+
+def _boxed(text, start):
+    """The argument of the \\boxed-like command at text[start]; None when it never closes."""
+    i = start + 1
+    while i < len(text) and text[i].isalpha():
+        i += 1
+    rest = text[i:i + MAX_ANSWER + 2]  # an answer longer than that is not one: stop looking
+    if not rest.lstrip().startswith('{'):
+        match = re.match(r'\s*([^\s$]+)', rest)  # \boxed 5
+        return match.group(1) if match else None
+    begin = rest.index('{')
+    depth, j = 0, begin
+    while j < len(rest):
+        if rest[j] == '\\':
+            j += 2  # \{ and \} are characters, not grouping
+            continue
+        depth += {'{': 1, '}': -1}.get(rest[j], 0)
+        if depth == 0:
+            return rest[begin + 1:j].strip() or None
+        j += 1
+    return None
+
+def _strip_math(s):
+    """s without surrounding space, a final period, or $...$, \\(...\\), \\[...\\] around it."""
+    s = s.strip().rstrip('.').strip()
+    for open_, close in MATH_DELIMITERS:
+        if s.startswith(open_) and s.endswith(close) and len(s) >= len(open_) + len(close):
+            return s[len(open_):len(s) - len(close)].strip().rstrip('.').strip()
+    return s
+
+
+# -----------------------------------------------------------------------------
+# cheap checks, in the caller: normalised strings and plain numbers
+
+UNICODE = {'\u2212': '-', '\u2013': '-', '\u00d7': '\\times ', '\u00b7': '\\cdot ', '\u00f7': '\\div ',
+           '\u03c0': '\\pi ', '\u221e': '\\infty ', '\u2264': '\\le ', '\u2265': '\\ge ', '\u2260': '\\ne ',
+           '\u221a': '\\sqrt', '\u00b0': '^\\circ', '\u222a': '\\cup ', '\u2208': '\\in '}
+TEXT = r'\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|mathit|operatorname|boldsymbol)\s*'
+TIMES_TEN = r'(?:(?:e|\\times10\^|\\cdot10\^)\{?([-+]?\d{1,3})\}?)?'  # 1e3, 1.5\times10^{3}
+NUMBER = re.compile(r'([-+]?)(?:(\d{1,60}(?:\.\d{0,60})?|\.\d{1,60})' + TIMES_TEN +
+                    r'|\\frac\{(\d{1,60})\}\{(\d{1,60})\}|(\d{1,60})/(\d{1,60}))(%?)')
+DECIMAL = re.compile(r'[-+]?\d*\.(\d{1,60})' + TIMES_TEN)
+WORDS = re.compile(r'[a-z]{3,}')
+
+def _normalize(s):
+    """One spelling for an answer: no LaTeX spacing, \\left/\\right, units, degrees, $, text
+    wrappers or thousands separators; \\dfrac, \\frac12 and .5 written \\frac{1}{2} and 0.5."""
+    for a, b in UNICODE.items():
+        s = s.replace(a, b)
+    s = re.sub(r'\\(?:left|right)\s*\.', '', s)  # \left. is an invisible delimiter
+    s = re.sub(r'\\(?:left|right|[bB]igg?[lr]?)(?![a-zA-Z])', '', s)
+    s = re.sub(r',\\!\s*', ',', s)  # 10,\!080: a thousands separator
+    s = re.sub(r'\\!|\\displaystyle|\\limits', '', s)
+    s = re.sub(r'(?<!\\)\\[,:; ]|\\q?quad(?![a-zA-Z])|~', ' ', s)
+    s = re.sub(r'\\[dt](frac|binom)', r'\\\1', s)
+    s = re.sub(r'\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree', '', s)
+    s = s.replace('\\$', '').replace('$', '').replace('\\%', '%').strip()
+    # a unit after the value (5 \text{ cm}, 864 \mbox{ inches}^2, 18 dollars), then text wrappers
+    s = re.sub(TEXT + r'\{(?!\s*[ei]\s*\})[^{}]*[a-zA-Z][^{}]*\}(?:\^\{?\d\}?)?\s*$', lambda m: '' if m.start() else m[0], s)
+    s = re.sub(TEXT + r'\{([^{}]*)\}', r'\1', s)
+    s = re.sub(r'\s+(?:or|and)\s+', ', ', s)  # x = 1 or x = 2 lists two solutions
+    s = re.sub(r'(?<=[\d}])\s+(?:(?!pi\b|sqrt\b|inf)[a-zA-Z]{2,}\b\.?\s*)+(?:\^\d)?$', '', s)
+    s = re.sub(r'\s+', ' ', s).strip().rstrip('.').strip()
+    s = re.sub(r'^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\w+)? ?= ?(?=[^=]*$)', '', s)  # x = 5 states 5
+    s = re.sub(r'_\{(\w+)\}', r'_\1', s)
+    s = re.sub(r'\\frac\s*(\d)\s*(\d)', r'\\frac{\1}{\2}', s)
+    s = re.sub(r'\\frac\s*(\d)\s*(?=\{)', r'\\frac{\1}', s)
+    s = re.sub(r'\\frac\s*(\{[^{}]*\})\s*(\d)', r'\\frac\1{\2}', s)
+    s = re.sub(r'\\sqrt\s*(\d)', r'\\sqrt{\1}', s)
+    s = re.sub(r'(?<![\d.])\.(\d)', r'0.\1', s)
+    if re.fullmatch(r'[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?%?|[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?%?', s):
+        s = s.replace(',', '').replace(' ', '')
+    mixed = re.fullmatch(r'(-?)(\d{1,50}) ?\\frac\{(\d{1,50})\}\{(\d{1,50})\}', s)
+    if mixed and int(mixed[3]) < int(mixed[4]):  # 1\frac{4}{5} is 9/5, not 4/5
+        s = f'{mixed[1]}\\frac{{{int(mixed[2]) * int(mixed[4]) + int(mixed[3])}}}{{{mixed[4]}}}'
+    letter = re.fullmatch(r'\(?([A-E])\)?', s)
+    if letter:
+        return letter[1]  # multiple choice: (B) is B
+    return s.lower() if re.fullmatch(r'[A-Za-z][A-Za-z ]{2,}', s) else s  # a text answer
+
+def _number(key):
+    """(value, is_percent) when key is a plain number (-3, 0.5, 1/2, \\frac{1}{2}, 1e3, 50%)."""
+    match = NUMBER.fullmatch(key)
+    if not match:
+        return None
+    sign, decimal, exponent, num, den, num2, den2, percent = match.groups()
+    if decimal is not None:
+        value = Fraction(decimal) * Fraction(10) ** int(exponent or 0)
+    elif int(den or den2) == 0:
+        return None
+    else:
+        value = Fraction(int(num or num2), int(den or den2))
+    return (-value if sign == '-' else value), percent == '%'
+
+def _rounding(key):
+    """Half a unit in the last digit of a decimal gold (3.14: 0.005): a value that rounds to the
+    gold matches it. 0 for integers (27.0 too), fractions, percents and exact forms."""
+    match = DECIMAL.fullmatch(key)
+    if not match or not match[1].strip('0'):
+        return Fraction(0)
+    return Fraction(1, 2) * Fraction(10) ** (int(match[2] or 0) - len(match[1]))
+
+def _close(a, b, rel_tol, slack=0):
+    """|a - b| within rel_tol of the larger, or within the gold's rounding slack."""
+    return abs(a - b) <= max(rel_tol * max(abs(a), abs(b)), slack)
+
+def _quick(p, g, rel_tol):
+    """True or False when normalised strings or plain numbers decide; None when it takes sympy."""
+    kp, kg = p.replace(' ', ''), g.replace(' ', '')
+    if kp == kg:
+        return True
+    if re.fullmatch(r'[A-E]', kg):  # multiple choice: (B), B) or B. followed by the option text
+        letter = re.match(r'\(?([A-E])(?:[).:\s]|$)', p)
+        return bool(letter) and letter[1] == kg
+    pn, gn = _number(kp), _number(kg)
+    if pn and gn:
+        preds = [pn[0], pn[0] / 100] if pn[1] else [pn[0]]  # 50% may be written 50 or 0.5
+        golds = [gn[0], gn[0] / 100] if gn[1] else [gn[0]]
+        slack = 0 if gn[1] else _rounding(kg)
+        return any(_close(x, y, Fraction(rel_tol), slack) for x in preds for y in golds)
+    if (pn or WORDS.fullmatch(kp)) and (gn or WORDS.fullmatch(kg)):
+        return False  # two different words, or a word and a number
+    return None
+
+
+# -----------------------------------------------------------------------------
+# reading answers into sympy objects (in the workers)
+
+class ParseError(ValueError):
+    pass
+
+TOKEN = re.compile(r'''\s*(?:
+    (?P<num>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)
+  | (?P<env>\\(?:begin|end)\{[a-zA-Z]*\*?\})
+  | (?P<cmd>\\[a-zA-Z]+|\\[{}|\\])
+  | (?P<word>(?<![a-zA-Z])(?:sqrt|pi|infinity|infty|inf|arcsin|arccos|arctan|sin|cos|tan|cot|sec|csc|log|ln|exp)(?![a-zA-Z]))
+  | (?P<sym>[a-zA-Z])
+  | (?P<op><=|>=|!=|\*\*|[-+*/^_()\[\]{},=<>!|&])
+)''', re.X)
+OPS = {'\\cdot': '*', '\\times': '*', '\\ast': '*', '**': '^', '\\div': '/', '\\le': '<=', '\\leq': '<=',
+       '\\leqslant': '<=', '\\ge': '>=', '\\geq': '>=', '\\geqslant': '>=', '\\lt': '<', '\\gt': '>',
+       '\\ne': '!=', '\\neq': '!=', '\\cup': 'cup', '\\in': 'in', '\\pm': 'pm', '\\mp': 'mp',
+       '\\{': '{set', '\\}': '}set', '\\lbrace': '{set', '\\rbrace': '}set', '\\\\': 'row', '\\|': '|',
+       '\\vert': '|', '\\lvert': '|', '\\rvert': '|', '\\lfloor': 'lfloor', '\\rfloor': 'rfloor',
+       '\\lceil': 'lceil', '\\rceil': 'rceil'}
+CONSTANTS = {'pi': sympy.pi, 'infty': sympy.oo, 'infinity': sympy.oo, 'inf': sympy.oo,
+             'emptyset': ('set', []), 'varnothing': ('set', [])}
+FUNCTIONS = {'sin': sympy.sin, 'cos': sympy.cos, 'tan': sympy.tan, 'cot': sympy.cot, 'sec': sympy.sec,
+             'csc': sympy.csc, 'arcsin': sympy.asin, 'arccos': sympy.acos, 'arctan': sympy.atan,
+             'sinh': sympy.sinh, 'cosh': sympy.cosh, 'tanh': sympy.tanh, 'log': sympy.log,
+             'ln': sympy.log, 'exp': sympy.exp}
+GREEK = set('alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta kappa lambda mu nu '
+            'xi rho sigma tau phi varphi chi psi omega Gamma Delta Theta Lambda Sigma Phi Omega'.split())
+BARS = {'|': ('|', sympy.Abs), 'lfloor': ('rfloor', sympy.floor), 'lceil': ('rceil', sympy.ceiling)}
+RELATIONS = ('=', '<', '>', '<=', '>=', '!=', 'in')
+SIGNS = {'+': 1, '-': -1, 'pm': 1, 'mp': -1}  # pm and mp are multiplied by the reading's sign
+
+def _tokens(text):
+    """(kind, value) pairs; kinds: num, sym, const, func, cmd (frac, sqrt, binom), begin, end, op."""
+    out, i, text = [], 0, text.rstrip()
+    while i < len(text):
+        match = TOKEN.match(text, i)
+        if not match:
+            raise ParseError(f'cannot read {text[i:i + 10]!r}')
+        kind, value, i = match.lastgroup, match[match.lastgroup], match.end()
+        name = value.lstrip('\\')
+        if kind == 'env':
+            kind, value = value[1:value.index('{')], value[value.index('{') + 1:-1]
+        elif value in OPS:
+            kind, value = 'op', OPS[value]
+        elif kind in ('cmd', 'word'):
+            kind = ('const' if name in CONSTANTS else 'func' if name in FUNCTIONS else
+                    'cmd' if name in ('frac', 'sqrt', 'binom') else 'sym' if name in GREEK else None)
+            if kind is None:
+                raise ParseError(f'unknown command {value}')
+            value = CONSTANTS.get(name, name)
+        out.append((kind, value))
+    return out
+
+class Parser:
+    """Recursive descent over one answer. Expressions become sympy objects; the rest tagged
+    tuples: ('tuple' | 'set' | 'union', items), ('interval', lo, hi, left_open, right_open),
+    ('rel', ops, parts). pm_sign is the sign \\pm stands for in this reading."""
+
+    def __init__(self, text, pm_sign=1):
+        self.tokens, self.i, self.depth, self.pm_sign = _tokens(text), 0, 0, pm_sign
+
+    def peek(self):
+        return self.tokens[self.i] if self.i < len(self.tokens) else ('eof', None)
+
+    def next(self):
+        token = self.peek()
+        self.i += 1
+        return token
+
+    def accept(self, op):
+        found = self.peek() == ('op', op)
+        self.i += found
+        return found
+
+    def expect(self, op):
+        if not self.accept(op):
+            raise ParseError(f'expected {op} at token {self.i}')
+
+    def sign(self):
+        """The sign of the +, -, \\pm or \\mp about to be read; None when it is something else."""
+        kind, value = self.peek()
+        if kind != 'op' or value not in SIGNS:
+            return None
+        self.i += 1
+        return SIGNS[value] * (self.pm_sign if value in ('pm', 'mp') else 1)
+
+    def parse(self):
+        items = self.items()
+        if self.i != len(self.tokens):
+            raise ParseError(f'unexpected {self.peek()[1]!r}')
+        return items[0] if len(items) == 1 else ('set', items)  # a bare list of solutions
+
+    def items(self):
+        items = [self.relation()]
+        while self.accept(','):
+            items.append(self.relation())
+        return items
+
+    def relation(self):
+        parts, ops = [self.union()], []
+        while self.peek()[0] == 'op' and self.peek()[1] in RELATIONS:
+            ops.append(self.next()[1])
+            parts.append(self.union())
+        return ('rel', ops, parts) if ops else parts[0]
+
+    def union(self):
+        items = [self.sum()]
+        while self.accept('cup'):
+            items.append(self.sum())
+        return ('union', items) if len(items) > 1 else items[0]
+
+    def sum(self):
+        value = self.term()
+        while (sign := self.sign()) is not None:
+            value = _expr(value) + sign * _expr(self.term())
+        return value
+
+    def term(self):
+        value = self.unary()
+        while True:
+            if self.accept('*'):
+                value = _expr(value) * _expr(self.unary())
+            elif self.accept('/'):
+                value = _expr(value) / _expr(self.unary())
+            elif self.starts_atom():  # implicit multiplication: 2x, 3\sqrt{2}, (a+5)(b+2)
+                value = _expr(value) * _expr(self.power())
+            else:
+                return value
+
+    def unary(self):
+        total = 1
+        while (sign := self.sign()) is not None:  # a loop, not recursion: ------5 is fine
+            total *= sign
+        value = self.power()
+        return value if total == 1 else -_expr(value)
+
+    def power(self):
+        base = self.postfix()
+        if not self.accept('^'):
+            return base
+        exponent = -_expr(self.postfix()) if self.accept('-') else self.postfix()
+        return _pow(_expr(base), _expr(exponent))
+
+    def postfix(self):
+        value = self.atom()
+        while self.accept('!'):
+            n = _expr(value)
+            if n.is_number and not (n.is_Integer and 0 <= n <= 5000):
+                raise ParseError('factorial of a huge or non-integer number')
+            value = sympy.factorial(n)
+        return value
+
+    def starts_atom(self):
+        kind, value = self.peek()
+        return kind in ('num', 'sym', 'const', 'func', 'cmd', 'begin') or value in ('(', '{', '{set', 'lfloor', 'lceil')
+
+    def atom(self):
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ParseError('nested too deeply')
+        try:
+            return self.read_atom()
+        finally:
+            self.depth -= 1
+
+    def read_atom(self):
+        kind, value = self.next()
+        if kind == 'num':
+            return _number_value(value)
+        if kind == 'sym':
+            if self.accept('_'):
+                sub = self.next()
+                if sub[0] not in ('num', 'sym'):
+                    raise ParseError('a subscript is a number or a letter')
+                value = f'{value}_{sub[1]}'
+            return {'e': sympy.E, 'i': sympy.I}[value] if value in ('e', 'i') else sympy.Symbol(value)
+        if kind == 'const':
+            return value
+        if kind == 'func':
+            return self.function(value)
+        if kind == 'cmd' and value == 'frac':
+            return _expr(self.atom()) / _expr(self.atom())
+        if kind == 'cmd' and value == 'binom':
+            n, k = _expr(self.atom()), _expr(self.atom())
+            if n.is_Integer and k.is_Integer and abs(n) > MAX_BITS:
+                raise ParseError('binomial too large')
+            return sympy.binomial(n, k)
+        if kind == 'cmd':  # \sqrt{x}, \sqrt[n]{x}
+            n = sympy.Integer(2)
+            if self.accept('['):
+                n = _expr(self.sum())
+                self.expect(']')
+            return _pow(_expr(self.atom()), 1 / n)
+        if kind == 'begin':
+            return self.matrix(value)
+        if value in ('(', '['):
+            return self.bracket(value)
+        if value in ('{', '{set'):  # {...} groups in LaTeX; \{1, 2\} and plain {1, 2} are sets
+            items = [] if self.accept('}set') else self.items()
+            if items:
+                self.expect('}' if value == '{' else '}set')
+            return items[0] if value == '{' and len(items) == 1 else ('set', items)
+        if value in BARS:
+            close, function = BARS[value]
+            inside = _expr(self.sum())
+            self.expect(close)
+            return function(inside)
+        raise ParseError(f'unexpected {value!r}')
+
+    def bracket(self, open_):
+        items = self.items()
+        kind, close = self.next()
+        if kind != 'op' or close not in (')', ']'):
+            raise ParseError('unclosed bracket')
+        if len(items) == 1 and open_ + close in ('()', '[]'):
+            return items[0]
+        if len(items) == 2 and open_ + close != '()':
+            return ('interval', items[0], items[1], open_ == '(', close == ')')
+        if len(items) == 1:
+            raise ParseError('mismatched brackets')
+        return ('tuple', items)  # (1, 2) is a pair, or an open interval when compared with one
+
+    def function(self, name):
+        base = power = None
+        if name == 'log' and self.accept('_'):
+            base = _expr(self.atom())
+        if self.accept('^'):
+            power = _expr(self.postfix())
+        if self.peek() in (('op', '('), ('op', '{')):
+            arg = _expr(self.atom())
+        else:  # \sin 2x is sin(2x); \sin x \cos x is sin(x) cos(x)
+            arg = _expr(self.power())
+            while self.starts_atom() and self.peek()[0] != 'func':
+                arg = arg * _expr(self.power())
+        value = FUNCTIONS[name](arg) if base is None else sympy.log(arg, base)
+        return value if power is None else _pow(value, power)
+
+    def matrix(self, env):
+        if env == 'array' and self.accept('{'):  # skip the column spec, {cc}
+            while self.next() not in (('op', '}'), ('eof', None)):
+                pass
+        rows = []
+        while True:
+            rows.append([self.sum()])
+            while self.accept('&'):
+                rows[-1].append(self.sum())
+            if not self.accept('row') or self.peek()[0] == 'end':
+                break
+        if self.next() != ('end', env) or len({len(row) for row in rows}) != 1:
+            raise ParseError('bad matrix')
+        if len(rows[0]) == 1 or len(rows) == 1:  # a vector is the tuple of its entries
+            return ('tuple', [x for row in rows for x in row])
+        return ('tuple', [('tuple', row) for row in rows])
+
+def _expr(value):
+    """value as a sympy expression; a tuple, set, interval or relation is not one."""
+    if isinstance(value, tuple):
+        raise ParseError(f'arithmetic on a {value[0]}')
+    return value
+
+def _number_value(text):
+    """A number token as an exact sympy Rational (0.15 is 3/20), within the size limits."""
+    mantissa, _, exponent = text.lower().partition('e')
+    if len(mantissa) > 100 or len(exponent) > 4:
+        raise ParseError('number too long')
+    value = Fraction(mantissa) * Fraction(10) ** int(exponent or 0)
+    return sympy.Rational(value.numerator, value.denominator)
+
+def _pow(base, exponent):
+    """base**exponent, refusing results too large to build (9^{9^{9^{9}}} would take forever)."""
+    if exponent.is_Number:
+        if abs(exponent) > MAX_EXPONENT and base not in (0, 1, -1):
+            raise ParseError('exponent too large')
+        if base.is_Rational and abs(exponent) * max(base.p.bit_length(), base.q.bit_length()) > MAX_BITS:
+            raise ParseError('power too large')
+    return base ** exponent
+
+def _meaning(value):
+    """What an answer states: x = 5 states 5, x \\ge 3 states [3, oo), x \\in S states S."""
+    if not isinstance(value, tuple):
+        return value
+    tag = value[0]
+    if tag in ('tuple', 'set', 'union'):
+        return (tag, [_meaning(item) for item in value[1]])
+    if tag == 'interval':
+        _, lo, hi, left_open, right_open = value
+        return ('interval', _expr(lo), _expr(hi), left_open or lo == -sympy.oo, right_open or hi == sympy.oo)
+    ops, parts = value[1], value[2]
+    if set(ops) == {'='} and all(_is_name(part) for part in parts[:-1]):
+        return _meaning(parts[-1])  # x = 5, (x, y) = (1, 2), a = b = 3
+    if ops == ['='] and _is_name(parts[1]):
+        return _meaning(parts[0])  # 2x + 1 = y
+    if ops == ['=']:
+        return ('eq', _expr(parts[0]) - _expr(parts[1]))
+    if ops == ['in'] and _is_name(parts[0]):
+        return _meaning(parts[1])
+    if set(ops) <= {'<', '<='} or set(ops) <= {'>', '>='}:
+        return _inequality(ops, parts)
+    return ('rel', ops, [_meaning(part) for part in parts])
+
+def _is_name(value):
+    if isinstance(value, tuple):
+        return value[0] == 'tuple' and all(isinstance(v, sympy.Symbol) for v in value[1])
+    return isinstance(value, sympy.Symbol)
+
+def _inequality(ops, parts):
+    """x > 3, 3 <= x, 1 < x <= 3 as intervals of x."""
+    if ops[0] in ('>', '>='):  # read it the other way round, ascending
+        ops, parts = [{'>': '<', '>=': '<='}[op] for op in reversed(ops)], parts[::-1]
+    if len(parts) == 2 and isinstance(parts[0], sympy.Symbol):
+        ops, parts = ['<'] + ops, [-sympy.oo] + parts
+    elif len(parts) == 2:
+        ops, parts = ops + ['<'], parts + [sympy.oo]
+    if len(parts) != 3 or not isinstance(parts[1], sympy.Symbol):
+        raise ParseError('not an inequality in one variable')
+    return _meaning(('interval', parts[0], parts[2], ops[0] == '<', ops[1] == '<'))
+
+def _parse(text):
+    """An answer's meaning; with \\pm, both readings merged into one set of solutions."""
+    value = _meaning(Parser(text).parse())
+    if '\\pm' not in text and '\\mp' not in text:
+        return value
+    other = _meaning(Parser(text, pm_sign=-1).parse())
+    xs = value[1] if _tag(value) == 'set' else [value]
+    ys = other[1] if _tag(other) == 'set' else [other]
+    if len(xs) != len(ys):
+        raise ParseError('\\pm readings of different lengths')
+    same = [_tag(x) == _tag(y) and x == y for x, y in zip(xs, ys)]
+    return ('set', [z for x, y, s in zip(xs, ys, same) for z in ([x] if s else [x, y])])
+
+
+# -----------------------------------------------------------------------------
+# comparing parsed answers (in the workers)
+
+def _tag(value):
+    return value[0] if isinstance(value, tuple) else 'expr'
+
+def _same(a, b, tol, slack=0):
+    """Whether a (predicted) and b (gold) are equal: tuples in order, sets in any order."""
+    ta, tb = _tag(a), _tag(b)
+    if ta == tb == 'expr':
+        return _expr_equal(a, b, tol, slack)
+    if 'set' in (ta, tb):
+        return _match(a[1] if ta == 'set' else [a], b[1] if tb == 'set' else [b], tol)
+    if ta == tb == 'interval':
+        return a[3:] == b[3:] and _same(a[1], b[1], tol) and _same(a[2], b[2], tol)
+    if {ta, tb} & {'interval', 'union'}:
+        xs, ys = _intervals(a), _intervals(b)
+        return xs is not None and ys is not None and _match(xs, ys, tol)
+    if ta == tb == 'tuple':
+        return len(a[1]) == len(b[1]) and all(_same(x, y, tol) for x, y in zip(a[1], b[1]))
+    if ta == tb == 'eq':  # lhs - rhs: equal up to a nonzero constant factor
+        ratios = [x / y for x, y in _values(a[1], b[1]) if abs(x) > 1e-20 and abs(y) > 1e-20]
+        return len(ratios) >= 2 and all(_close(r, ratios[0], tol) for r in ratios)
+    if ta == tb == 'rel':
+        return a[1] == b[1] and all(_same(x, y, tol) for x, y in zip(a[2], b[2]))
+    return False
+
+def _match(xs, ys, tol):
+    """Whether the items of xs and ys pair up one to one, in any order."""
+    if len(xs) != len(ys) or len(xs) > 100:
+        return False
+    left = list(ys)
+    for x in xs:
+        j = next((j for j, y in enumerate(left) if _same(x, y, tol)), None)
+        if j is None:
+            return False
+        del left[j]
+    return True
+
+def _intervals(value):
+    """value as a list of intervals: an interval, a union, or a pair (a, b) read as open."""
+    if _tag(value) == 'union':
+        items = [_intervals(item) for item in value[1]]
+        return None if None in items else [i for item in items for i in item]
+    if _tag(value) == 'tuple' and len(value[1]) == 2:
+        value = _meaning(('interval', *value[1], True, True))
+    return [value] if _tag(value) == 'interval' else None
+
+def _values(a, b):
+    """(a, b) as numbers at three fixed random points of their symbols (one point when there
+    are none), leaving out points where either is undefined or infinite."""
+    symbols = sorted(a.free_symbols | b.free_symbols, key=str)
+    if len(symbols) > 10:
+        return []
+    rng = random.Random(0)
+    points = [{s: sympy.Float(rng.uniform(0.2, 2) * rng.choice((-1, 1)), 30) for s in symbols}
+              for _ in range(3 if symbols else 1)]
+    rows = [(a.evalf(30, subs=point), b.evalf(30, subs=point)) for point in points]
+    return [row for row in rows if all(v.is_number and v.is_finite for v in row)]
+
+def _expr_equal(a, b, tol, slack=0):
+    """Equal numbers (within tolerance), or expressions equal at three random points."""
+    if a == b:
+        return True
+    rows = _values(a, b)
+    if not (a.free_symbols or b.free_symbols):
+        return len(rows) == 1 and _close(*rows[0], tol, slack)
+    return len(rows) >= 2 and all(_close(x, y, tol) for x, y in rows)
+
+def _readings(text):
+    """The values an answer may mean: one, or for 50% both 50 and 0.5."""
+    value = _parse(text.rstrip('%'))
+    return [value, value / 100] if text.endswith('%') and _tag(value) == 'expr' else [value]
+
+def _sympy_equal(pred, gold, rel_tol):
+    """Whether normalised answers pred and gold are equal once parsed (runs in a worker)."""
+    slack = _rounding(gold.replace(' ', ''))
+    slack = sympy.Rational(slack.numerator, slack.denominator)
+    golds, preds = _readings(gold), _readings(pred)
+    return any(_same(p, g, sympy.Float(rel_tol), slack) for g in golds for p in preds)
+
+
+# -----------------------------------------------------------------------------
+# the worker pool: sympy runs in other processes, so that a call that hangs can be killed
+
+_WORKER_CMD = [sys.executable, os.path.abspath(__file__), '--worker']
+_pool = []  # workers, dicts of proc, ready, job, deadline; started on first use, reused
+_pool_lock = threading.Lock()
+
+def _forget_pool():
+    """In a forked child: the parent's workers (and maybe its held lock) are not the child's."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = [], threading.Lock()
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+def _start_worker(worker=None):
+    """Start a worker, or kill `worker` and start another in its place."""
+    if worker is not None:
+        worker['proc'].kill()
+        worker['proc'].wait()
+        worker['proc'].stdin.close()
+        worker['proc'].stdout.close()
+    # a fresh interpreter (fork + exec) is safe from a process holding threads or CUDA, and
+    # unlike multiprocessing's spawn it does not re-run the caller's __main__ (scripts, no guard)
+    proc = subprocess.Popen(_WORKER_CMD, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, bufsize=0, start_new_session=True)
+    new = {'proc': proc, 'ready': False, 'job': None, 'deadline': time.monotonic() + STARTUP_TIMEOUT}
+    if worker is None:
+        return new
+    worker.update(new)
+
+@atexit.register
+def _stop_pool():
+    for worker in _pool:
+        worker['proc'].kill()
+
+def _run_jobs(jobs, rel_tol, timeout, workers):
+    """_sympy_equal on each (pred, gold) in the pool, each within timeout seconds of being sent;
+    a pair that overruns is False, and its worker is killed and replaced."""
+    results, todo = [False] * len(jobs), list(range(len(jobs)))[::-1]
+    with _pool_lock:
+        while len(_pool) < min(workers, len(jobs)):
+            _pool.append(_start_worker())
+        active = _pool[:min(workers, len(jobs))]
+        while todo or any(w['job'] is not None for w in active):
+            for w in active:
+                if w['ready'] and w['job'] is None and todo:
+                    job = todo.pop()
+                    try:
+                        w['proc'].stdin.write((json.dumps([*jobs[job], rel_tol]) + '\n').encode())
+                        w['job'], w['deadline'] = job, time.monotonic() + timeout
+                    except OSError:  # it died while idle: the pair waits for its replacement
+                        todo.append(job)
+                        _start_worker(w)
+            waiting = [w for w in active if w['job'] is not None or (todo and not w['ready'])]
+            if not waiting:
+                continue
+            seconds = max(0.0, min(w['deadline'] for w in waiting) - time.monotonic())
+            readable = wait([w['proc'].stdout for w in waiting], seconds)
+            for w in waiting:
+                if w['proc'].stdout in readable:
+                    reply = os.read(w['proc'].stdout.fileno(), 64)
+                    if not reply:  # it died: on its pair (which stays False), or before it was ready
+                        if not w['ready'] and w['proc'].wait() >= 0:  # it exited on its own: it cannot start
+                            raise RuntimeError(f"grader worker {_WORKER_CMD} exited at start: run it to see why")
+                        _start_worker(w)
+                    elif not w['ready']:
+                        w['ready'] = True
+                    else:
+                        results[w['job']], w['job'] = reply.strip() == b'1', None
+                elif time.monotonic() > w['deadline']:
+                    if not w['ready']:
+                        raise RuntimeError(f"grader worker {_WORKER_CMD} did not start within "
+                                           f"{STARTUP_TIMEOUT:.0f} s: does `python -c 'import sympy'` work?")
+                    _start_worker(w)
+    return results
+
+def _worker_main():
+    """Serve the parent: for each [pred, gold, rel_tol] JSON line on stdin, write 1 or 0."""
+    try:
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY, WORKER_MEMORY))
+    except (ImportError, ValueError, OSError):
+        pass
+    reply = os.dup(1)
+    os.dup2(2, 1)  # stray prints go to stderr, never into the replies
+    _sympy_equal('\\sqrt{2}x + \\pi', '(x, 1)', REL_TOL)  # sympy's slow first use, before any clock runs
+    os.write(reply, b'ready\n')
+    for line in sys.stdin.buffer:
+        try:
+            pred, gold, rel_tol = json.loads(line)
+            equal = bool(_sympy_equal(pred, gold, rel_tol))
+        except Exception:  # a parse failure, an overflow, out of memory: "not equal"
+            equal = False
+        os.write(reply, b'1\n' if equal else b'0\n')
+
+
+# -----------------------------------------------------------------------------
+# the API
+
+def grade_many(pairs, rel_tol=REL_TOL, timeout=TIMEOUT, workers=WORKERS):
+    """grade() for each (response, gold) pair: cheap checks here, the rest in parallel workers."""
+    if not (0 <= rel_tol < 1 and timeout > 0 and workers >= 1):
+        raise ValueError(f"need 0 <= rel_tol < 1, timeout > 0, workers >= 1; got {rel_tol}, {timeout}, {workers}")
+    results, jobs, where = [], [], []
+    for k, pair in enumerate(pairs):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not isinstance(pair[0], str):
+            raise TypeError(f"pair {k}: expected (response: str, gold), got {pair!r:.80}")
+        gold = pair[1]
+        if isinstance(gold, (int, float)) and not isinstance(gold, bool):
+            gold = repr(gold)  # AMC23's 27.0, an index
+        if not isinstance(gold, str):
+            raise TypeError(f"pair {k}: gold must be a str, int or float, got {type(gold).__name__}"
+                            " (join a list of answers with ', ' first)")
+        pred, gold = extract_answer(pair[0]), extract_answer(gold)
+        verdict = False
+        if pred is not None and gold is not None and max(len(pred), len(gold)) <= MAX_ANSWER:
+            pred, gold = _normalize(pred), _normalize(gold)
+            verdict = _quick(pred, gold, rel_tol)
+            if verdict is None:
+                jobs.append((pred, gold))
+                where.append(k)
+        results.append(bool(verdict))
+    for k, equal in zip(where, _run_jobs(jobs, rel_tol, timeout, workers) if jobs else []):
+        results[k] = equal
+    return results
+
+def grade(response, gold, rel_tol=REL_TOL, timeout=TIMEOUT):
+    """Whether the final answer in response equals the reference answer in gold. Returns within
+    about timeout seconds whatever the input; the first call, or one just after a worker was killed,
+    also waits the ~0.5 s a worker takes to start."""
+    return grade_many([(response, gold)], rel_tol, timeout, workers=1)[0]
+
+def reward(response, gold, rel_tol=REL_TOL, timeout=TIMEOUT):
+    """The RL reward: 1.0 when the final answer in response is right, else 0.0."""
+    return 1.0 if grade(response, gold, rel_tol, timeout) else 0.0
+
+if __name__ == '__main__':
+    if sys.argv[1:] == ['--worker']:
+        _worker_main()
+    elif len(sys.argv) == 3:
+        print(grade(sys.argv[1], sys.argv[2]))
+    else:
+        sys.exit("usage: python grader.py RESPONSE GOLD")

@@ -221,9 +221,9 @@ def export_hf(model, tokenizer, out_dir, dtype, rank):
     barrier()
 
 
-def open_metrics(out_dir, resume_step):
-    """metrics.jsonl for appending, cut back to the lines of steps <= resume_step (rank 0 only)."""
-    path = os.path.join(out_dir, "metrics.jsonl")
+def open_metrics(out_dir, resume_step, name="metrics.jsonl"):
+    """A jsonl log of out_dir for appending, cut back to the lines of steps <= resume_step (rank 0 only)."""
+    path = os.path.join(out_dir, name)
     lines = open(path).read().splitlines() if os.path.exists(path) else []
     kept = [line for line in lines if line and json.loads(line)["step"] <= resume_step]
     with open(path + ".tmp", "w") as f:

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import Llama, ModelConfig, chunked_cross_entropy, config_from_hf, sample, uniforms, row_seeds
+from model import Llama, ModelConfig, chunked_cross_entropy, config_from_hf, row_seeds, sample, token_logprobs, uniforms
 
 transformers = pytest.importorskip("transformers")
 
@@ -132,8 +132,9 @@ def test_chunked_loss_equals_full_cross_entropy():
     tokens, targets = torch.randint(0, 256, (3, 50)), torch.randint(0, 256, (3, 50))
     targets[0, :7] = -100
     targets[2, 30:] = -100
-    loss = chunked_cross_entropy(model.hidden(tokens, torch.arange(50)[None]), model.lm_head.weight, targets,
-                                 chunk_elems=256 * 16)  # 16 tokens a chunk: ten chunks
+    h = model.hidden(tokens, torch.arange(50)[None])
+    logprobs, _ = token_logprobs(h, model.lm_head.weight, targets, chunk_elems=256 * 16)  # 16 tokens a chunk
+    loss = -logprobs.sum() / (targets != -100).sum()
     grads = torch.autograd.grad(loss, list(model.parameters()))
     ref = F.cross_entropy(model(tokens).flatten(0, 1), targets.flatten(), ignore_index=-100)
     ref_grads = torch.autograd.grad(ref, list(model.parameters()))
@@ -158,8 +159,23 @@ def test_loss_never_keeps_full_logits_for_backward():
 
     naive = largest_saved(lambda: F.cross_entropy(model.lm_head(h).flatten(0, 1), tokens.flatten()))
     assert naive >= full_logits  # what the hook sees when logits are kept for backward
-    chunked = largest_saved(lambda: chunked_cross_entropy(h, model.lm_head.weight, tokens, chunk_elems=256 * 32))
+    chunked = largest_saved(lambda: token_logprobs(h, model.lm_head.weight, tokens, entropy=True,
+                                                   chunk_elems=256 * 32)[0].sum())
     assert chunked <= 256 * 64  # only the inputs (h, the weight) are kept: logits are recomputed per chunk
+
+
+def test_per_token_logprobs_and_entropy_match_full_logits():
+    model = small_model().double()
+    tokens, targets = torch.randint(0, 256, (2, 40)), torch.randint(0, 256, (2, 40))
+    targets[1, 25:] = -100
+    logprobs, entropy = model.logprobs(tokens, targets, entropy=True)
+    full = F.log_softmax(model(tokens), dim=-1)
+    expected = full.gather(-1, targets.clamp(min=0)[..., None])[..., 0].masked_fill(targets == -100, 0)
+    assert (logprobs - expected).abs().max() < 1e-12
+    assert (entropy - -(full.exp() * full).sum(-1)).abs().max() < 1e-12
+    g, = torch.autograd.grad((logprobs * entropy).sum(), model.lm_head.weight)
+    r, = torch.autograd.grad((expected * -(full.exp() * full).sum(-1)).sum(), model.lm_head.weight)
+    assert (g - r).abs().max() < 1e-10
 
 
 def greedy_uncached(model, prompt, n):

@@ -277,6 +277,14 @@ def flops_per_token(mcfg):
 def train(cfg):
     rank, world_size, device = setup_distributed()
     torch.manual_seed(cfg.seed)
+    # batch geometry: the global batch is fixed; ranks and micro-batches only divide it
+    seqs = cfg.batch_tokens // cfg.seq_len
+    if cfg.batch_tokens % cfg.seq_len or seqs % (world_size * cfg.micro_batch):
+        raise ValueError(f"batch_tokens={cfg.batch_tokens} must be a multiple of seq_len={cfg.seq_len} "
+                         f"times world_size={world_size} times micro_batch={cfg.micro_batch}")
+    accum = seqs // (world_size * cfg.micro_batch)
+    if not cfg.mixture:
+        raise ValueError("set mixture = {name: (prepared folder, weight), ...} (see configs/)")
     os.makedirs(cfg.out_dir, exist_ok=True)
     if rank == 0:
         print(show(cfg))
@@ -287,15 +295,6 @@ def train(cfg):
         if rank == 0:
             print(f"{cfg.out_dir} is complete ({resume}, hf/): nothing to do")
         return
-
-    # batch geometry: the global batch is fixed; ranks and micro-batches only divide it
-    seqs = cfg.batch_tokens // cfg.seq_len
-    if cfg.batch_tokens % cfg.seq_len or seqs % (world_size * cfg.micro_batch):
-        raise ValueError(f"batch_tokens={cfg.batch_tokens} must be a multiple of seq_len={cfg.seq_len} "
-                         f"times world_size={world_size} times micro_batch={cfg.micro_batch}")
-    accum = seqs // (world_size * cfg.micro_batch)
-    if not cfg.mixture:
-        raise ValueError("set mixture = {name: (prepared folder, weight), ...} (see configs/)")
 
     mcfg, hf_folder, init_ckpt = resolve_init(cfg)
     tokenizer = load_tokenizer(cfg, init_ckpt)

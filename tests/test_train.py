@@ -183,7 +183,7 @@ def test_nan_guard_skips_then_stops_without_touching_the_checkpoint(corpus, tmp_
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_config_errors():
+def test_config_errors(tmp_path):
     with pytest.raises(ValueError, match=r"unknown config key 'lrate'.*valid keys:.*\blr\b"):
         configure(train.Config(), ["--lrate=3"])
     with pytest.raises(ValueError, match="expected a dict"):
@@ -191,4 +191,5 @@ def test_config_errors():
     cfg = configure(train.Config(), [str(ROOT / "configs/tiny.py"), "--max_steps=7", "--compile=true"])
     assert (cfg.max_steps, cfg.compile, cfg.seq_len) == (7, True, 128)
     with pytest.raises(ValueError, match="batch_tokens"):
-        train.train(train.Config(batch_tokens=1000, seq_len=64, out_dir="/tmp/never", mixture={"a": ("x", 1)}))
+        train.train(train.Config(batch_tokens=1000, seq_len=64, out_dir=str(tmp_path / "never"), mixture={"a": ("x", 1)}))
+    assert not (tmp_path / "never").exists()  # checked before anything is written

@@ -722,7 +722,8 @@ def grade_many(pairs, rel_tol=REL_TOL, timeout=TIMEOUT, workers=WORKERS):
         if not isinstance(gold, str):
             raise TypeError(f"pair {k}: gold must be a str, int or float, got {type(gold).__name__}"
                             " (join a list of answers with ', ' first)")
-        pred, gold = extract_answer(pair[0]), extract_answer(gold)
+        # a gold in prose (CollegeMath's "The rocket reaches ... after lift-off.") is its own answer
+        pred, gold = extract_answer(pair[0]), extract_answer(gold) or _strip_math(gold) or None
         verdict = False
         if pred is not None and gold is not None and max(len(pred), len(gold)) <= MAX_ANSWER:
             pred, gold = _normalize(pred), _normalize(gold)

@@ -298,6 +298,9 @@ def train(cfg):
 
     mcfg, hf_folder, init_ckpt = resolve_init(cfg)
     tokenizer = load_tokenizer(cfg, init_ckpt)
+    if not cfg.init_from:  # a model from scratch gets exactly its tokenizer's vocabulary: no id it never saw
+        mcfg = ModelConfig(**{**asdict(mcfg), "vocab_size": tokenizer.n_vocab, "bos_id": tokenizer.bos_id,
+                              "eos_id": tokenizer.eos_id})
     if tokenizer.n_vocab > mcfg.vocab_size:
         raise ValueError(f"the tokenizer has {tokenizer.n_vocab} tokens but the model's vocab_size is "
                          f"{mcfg.vocab_size}; set model_args={{'vocab_size': {tokenizer.n_vocab}}}")

@@ -1,23 +1,23 @@
-# A ~1M-parameter Llama that mid-trains on CPU in under a minute: warmup, stable and decay in one run.
-# Used by the tests and as a quick check that everything works. Its data (see README):
-#   python world.py --out_dir=out/world
-#   python data.py train_tokenizer --inputs=out/world/web_hq.jsonl --vocab_size=512 --out=out/world/tokenizer
-#   python data.py prepare --inputs=out/world/web_hq.jsonl --tokenizer=out/world/tokenizer --out_dir=out/world/data/web_hq
+# A ~1M-parameter Llama mid-trained on the synthetic math world in about a minute on a CPU: warmup, stable and
+# decay in one run, on math web pages and short chain-of-thought QA. Used by the tests and by configs/rl_tiny.py
+# (whose init_commands make its data: world.py, then data.py train_tokenizer and prepare).
 model = "tiny"
-model_args = {"dim": 128, "n_layers": 4, "n_heads": 4, "n_kv_heads": 2, "ffn_dim": 384, "vocab_size": 512,
-              "max_seq_len": 1024, "rope_original_len": 128}
+model_args = {"dim": 128, "n_layers": 4, "n_heads": 4, "n_kv_heads": 2, "ffn_dim": 384, "max_seq_len": 1024,
+              "rope_original_len": 256}  # the vocabulary is the tokenizer's
 tokenizer = "out/world/tokenizer"
-mixture = {"web_hq": ("out/world/data/web_hq", 1.0)}
-seq_len = 128
-batch_tokens = 16 * 128
-micro_batch = 8
+mixture = {
+    "web_hq": ("out/world/data/web_hq", 0.5),
+    "qa_short": ("out/world/data/qa_short", 0.5),
+}
+seq_len = 256
+batch_tokens = 16 * 256
+micro_batch = 16
 lr = 3e-3
 min_lr = 3e-4
 weight_decay = 0.0
 max_steps = 150
 warmup = 0.1
 decay = 0.3
-decay_shape = "cosine"
 out_dir = "out/tiny"
 ckpt_every = 50
 export_dtype = "float32"

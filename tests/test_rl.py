@@ -1,0 +1,125 @@
+"""rl.py's maths against values written out by hand and a float64 reference of the formulas."""
+import math
+
+import pytest
+import torch
+
+from rl import aggregate, group_advantages, length_at, policy_loss, prompt_indices, sample_seed
+
+
+def test_group_advantages_by_hand():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0])
+    a = 0.5 / math.sqrt(1 / 3)  # group std (unbiased) of {1, 0, 0, 1} is sqrt(1/3)
+    b = 0.75 / math.sqrt(0.25)  # {0, 0, 0, 1}: mean 0.25, unbiased std 0.5
+    expected = [a, -a, -a, a, 0, 0, 0, 0, -0.25 / 0.5, -0.25 / 0.5, -0.25 / 0.5, b]
+    assert torch.allclose(group_advantages(rewards, 4), torch.tensor(expected), atol=1e-5)
+    dr_grpo = group_advantages(rewards, 4, std_norm=False)
+    assert torch.allclose(dr_grpo, torch.tensor([.5, -.5, -.5, .5, 0, 0, 0, 0, -.25, -.25, -.25, .75]))
+    with pytest.raises(ValueError, match="groups of 5"):
+        group_advantages(rewards, 5)
+
+
+# ratios chosen so that each side of the clip range is hit with a positive and a negative advantage
+RATIOS = torch.tensor([[1.0, 1.5, 0.5], [1.1, 0.7, 1.3]], dtype=torch.float64)
+ADV = torch.tensor([1.0, -2.0], dtype=torch.float64)
+MASK = torch.tensor([[1, 1, 1], [1, 1, 0]], dtype=torch.bool)  # ragged: the second response is 2 tokens
+
+
+def inputs():
+    old = torch.tensor([[-1.0, -2.0, -0.5], [-3.0, -1.5, -2.5]], dtype=torch.float64)
+    return (old + RATIOS.log()).requires_grad_(), old
+
+
+@pytest.mark.parametrize("agg, expected", [
+    # per-token losses: row 0 (A=1): -1, -1.2 (clipped at 1.2), -0.5; row 1 (A=-2): 2.2, 1.6 (clipped at 0.8), masked
+    ("token-mean", (-1 - 1.2 - 0.5 + 2.2 + 1.6) / 5),
+    ("seq-mean-token-mean", ((-1 - 1.2 - 0.5) / 3 + (2.2 + 1.6) / 2) / 2),
+    ("seq-mean-token-sum-norm", ((-1 - 1.2 - 0.5) / 3 + (2.2 + 1.6) / 3) / 2),
+])
+def test_policy_loss_by_hand(agg, expected):
+    logprobs, old = inputs()
+    loss, stats = policy_loss(logprobs, old, ADV, MASK, 0.2, 0.2, agg)
+    assert loss.item() == pytest.approx(expected, abs=1e-12)
+    assert stats["clip_frac"].item() == pytest.approx(2 / 5)
+
+
+def test_policy_loss_gradient_by_hand():
+    logprobs, old = inputs()
+    loss, _ = policy_loss(logprobs, old, ADV, MASK, 0.2, 0.2, "token-mean")
+    loss.backward()
+    # d/dlogp of -A * ratio is -A * ratio where the unclipped term is taken; 0 where the clip is active
+    expected = torch.tensor([[-1.0, 0.0, -0.5], [2 * 1.1, 0.0, 0.0]], dtype=torch.float64) / 5
+    assert torch.allclose(logprobs.grad, expected, atol=1e-12)
+
+
+def test_clip_higher_widens_only_the_upper_side():
+    logprobs, old = inputs()
+    _, stats = policy_loss(logprobs, old, ADV, MASK, 0.2, 0.6, "token-mean")
+    assert stats["clip_frac"].item() == pytest.approx(1 / 5)  # 1.5 < 1.6 now passes; 0.7 < 0.8 still clipped
+
+
+def reference_loss(logprobs, old, adv, mask, ref, kl_coef, entropy, entropy_coef, agg, lo=0.2, hi=0.2):
+    """The same objective written out in float64, token by token."""
+    B, T = len(logprobs), len(logprobs[0])
+    rows = []
+    for b in range(B):
+        terms = []
+        for t in range(T):
+            if not mask[b][t]:
+                continue
+            r = math.exp(logprobs[b][t] - old[b][t])
+            term = max(-adv[b] * r, -adv[b] * min(max(r, 1 - lo), 1 + hi))
+            d = ref[b][t] - logprobs[b][t]
+            terms.append(term + kl_coef * (math.exp(d) - d - 1) - entropy_coef * entropy[b][t])
+        rows.append(terms)
+    if agg == "token-mean":
+        return sum(map(sum, rows)) / sum(map(len, rows))
+    if agg == "seq-mean-token-mean":
+        return sum(sum(r) / len(r) for r in rows) / len(rows)
+    return sum(sum(r) / T for r in rows) / len(rows)
+
+
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
+def test_policy_loss_with_kl_and_entropy_matches_reference(agg):
+    g = torch.Generator().manual_seed(0)
+    B, T = 5, 9
+    old = -torch.rand(B, T, generator=g, dtype=torch.float64) * 3
+    logprobs = old + 0.4 * torch.randn(B, T, generator=g, dtype=torch.float64)
+    ref = old + 0.3 * torch.randn(B, T, generator=g, dtype=torch.float64)
+    entropy = torch.rand(B, T, generator=g, dtype=torch.float64)
+    adv = torch.randn(B, generator=g, dtype=torch.float64)
+    lengths = torch.tensor([9, 1, 4, 7, 2])
+    mask = torch.arange(T)[None] < lengths[:, None]
+    loss, stats = policy_loss(logprobs, old, adv, mask, 0.2, 0.28, agg, ref, 0.1, entropy, 0.01)
+    expected = reference_loss(logprobs.tolist(), old.tolist(), adv.tolist(), mask.tolist(), ref.tolist(), 0.1,
+                              entropy.tolist(), 0.01, agg, 0.2, 0.28)
+    assert loss.item() == pytest.approx(expected, rel=1e-12)
+    d = (ref - logprobs)[mask]
+    assert stats["kl"].item() == pytest.approx((d.exp() - d - 1).mean().item(), rel=1e-12)
+    assert stats["kl"].item() > 0
+
+
+def test_global_denominators_make_micro_batches_add_up():
+    # the loss of a batch equals the sum of its slices' losses given the whole batch's denominators
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 7, generator=g, dtype=torch.float64)
+    mask = torch.arange(7)[None] < torch.tensor([7, 3, 5, 1, 6, 2])[:, None]
+    for agg, total in [("token-mean", mask.sum()), ("seq-mean-token-mean", 6), ("seq-mean-token-sum-norm", 6)]:
+        whole = aggregate(x, mask, agg, max_len=7)
+        parts = sum(aggregate(x[i:i + 2], mask[i:i + 2], agg, total=total, max_len=7) for i in range(0, 6, 2))
+        assert parts.item() == pytest.approx(whole.item(), rel=1e-12)
+
+
+def test_prompts_and_seeds_are_pure_functions_of_the_step():
+    n, per_step = 10, 4
+    seen = [i for step in range(5) for i in prompt_indices(step, n, per_step, seed=3)]
+    assert sorted(seen[:10]) == list(range(10)) and sorted(seen[10:20]) == list(range(10))  # epochs
+    assert seen[:10] != seen[10:20]  # a new permutation each epoch
+    assert prompt_indices(2, n, per_step, 3) == seen[8:12]
+    assert prompt_indices(2, n, per_step, 4) != seen[8:12]
+    assert sample_seed(0, 1, 2, 3) == sample_seed(0, 1, 2, 3) != sample_seed(0, 1, 2, 4)
+
+
+def test_progressive_response_length():
+    assert [length_at(s, {0: 4096, 100: 8192}) for s in (0, 99, 100, 500)] == [4096, 4096, 8192, 8192]
+    assert length_at(7, 256) == 256

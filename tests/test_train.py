@@ -97,6 +97,30 @@ def test_kill_and_resume_gives_identical_losses(corpus, tmp_path):
     assert [(r["loss"], r["grad_norm"]) for r in resumed] == [(r["loss"], r["grad_norm"]) for r in straight]
 
 
+def test_decay_branches_start_from_the_stable_checkpoint(corpus, tmp_path):
+    stable = tmp_path / "stable"
+    run(corpus + SMALL + ["--max_steps=20", "--warmup=0.2", "--decay=0"], stable)
+    weights, first = {}, {}
+    for init_optimizer in (False, True):
+        decay = tmp_path / f"decay_{init_optimizer}"
+        run(corpus + SMALL + ["--max_steps=6", "--warmup=0", "--decay=1.0", f"--init_from={stable}",
+                              f"--init_optimizer={init_optimizer}", "--tokenizer=", "--seed=1"], decay)
+        rows = metrics(decay)
+        assert rows[-1]["lr"] == pytest.approx(3e-4) and rows[0]["lr"] < 3e-3  # decays to the floor
+        first[init_optimizer] = rows[0]["loss"]
+        weights[init_optimizer] = Llama.from_pretrained(str(decay / "hf")).state_dict()
+    s = metrics(stable)
+    # both start where the stable run ended (same weights, same first batch), not from scratch
+    assert first[False] == first[True] < 0.7 * s[0]["loss"]
+    # ... and a few steps from its weights: AdamW moves each weight by about lr a step at most
+    model = Llama(train.ModelConfig(**json.loads((stable / "ckpt" / "step_000020" / "meta.json").read_text())["model_config"]))
+    train.load_checkpoint(str(stable / "ckpt" / "step_000020"), model)
+    for n, p in model.named_parameters():
+        assert (weights[False][n] - p).abs().max() < 6 * 3e-3 * 1.5, n
+    # the stable run's optimizer state changes the updates: its moments, not fresh ones, are used
+    assert any(not torch.equal(weights[False][n], weights[True][n]) for n in weights[False])
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

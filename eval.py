@@ -4,18 +4,21 @@ models, zero-shot with the RL prompt templates for RL models. This file owns eve
 rl.py trains with TEMPLATES and render() from here, so a model is evaluated exactly as it was trained.
 
     python eval.py --model=out/decay_hybrid --benchmarks=gsm8k,math500 --mode=fewshot --limit=100
-    python eval.py --model=out/rl_math --mode=zeroshot --template=boxed --benchmarks=aime24,amc23 \\
+    python eval.py --model=out/rl_math --mode=zeroshot --template=conversation --benchmarks=aime24,amc23 \\
         --n_samples=16 --temperature=0.6                 # avg@16 and pass@16
     python eval.py                                       # the newest run under out/, all eight benchmarks
 
-The test sets ship in data/benchmarks/<name>/test.jsonl (sources and licences in its README);
---data_dir reads another folder of that layout. Results go to --out_dir (default: beside the model):
-results.json and <benchmark>_samples.jsonl (prompt, completion, extracted answer, gold, correct).
+The test sets ship in data/benchmarks/<name>/test.jsonl (sources and licences in its README), the few-shot
+exemplars in data/fewshot.json; --data_dir reads another folder of the benchmarks' layout. Results go to
+--out_dir (default: <run>/eval/): config.json, results.json and <benchmark>_samples.jsonl (prompt, completion,
+extracted answer, gold, correct). Anything that maps prompts to completions can be scored with evaluate().
 """
 import functools
 import glob
 import json
 import os
+import re
+import time
 from dataclasses import dataclass
 
 import torch
@@ -27,10 +30,11 @@ from grader import extract_answer, grade_many
 ROOT = os.path.dirname(os.path.abspath(__file__))
 BENCHMARKS = ["gsm8k", "math500", "minerva_math", "olympiadbench", "college_math", "mmlu_stem", "aime24", "amc23"]
 SHOTS = {"gsm8k": 8, "math500": 4, "minerva_math": 4, "olympiadbench": 4, "college_math": 4, "mmlu_stem": 4,
-         "aime24": 0, "amc23": 0}  # the paper's few-shot settings; another benchmark gets 0
+         "aime24": 0, "amc23": 0}  # the paper's few-shot settings; a benchmark not named here gets 0
 FEWSHOT_STOP = ["Problem:"]  # a base model that has answered goes on to invent the next problem
 
-# The RL prompt templates (../shared/RECIPE.md): {question} is replaced; "stop" ends a completion early.
+# The RL prompt templates (../shared/RECIPE.md): {question} is filled in by render(); a completion ends at the
+# first "stop" string found in the generated text (never in the prompt, which ends with "Assistant:" itself).
 TEMPLATES = {
     "boxed": {"prompt": "{question}\nLet's think step by step and write the final answer in \\boxed{{}}.\n",
               "stop": []},
@@ -44,55 +48,72 @@ TEMPLATES = {
 
 @dataclass
 class Config:
+    # model
     model: str = ""                    # a run folder (its hf/), an HF folder or a hub id; "": the newest under out/
+    device: str = ""                   # "": cuda when there is one, else cpu
+    dtype: str = ""                    # "": bfloat16 on cuda, float32 on cpu
+    # what to evaluate
     benchmarks: str = ",".join(BENCHMARKS)
     mode: str = "fewshot"              # fewshot (base models) or zeroshot (RL models, with template)
-    template: str = "boxed"            # one of TEMPLATES, for zeroshot
-    n_samples: int = 1                 # > 1: avg@k and pass@k (with temperature > 0)
+    template: str = "boxed"            # one of TEMPLATES, for zeroshot: the one the model was trained with
+    limit: int = 0                     # the first `limit` problems of each benchmark; 0: all
+    data_dir: str = ""                 # "": data/benchmarks
+    # sampling
+    n_samples: int = 1                 # > 1: avg@k and pass@k, which needs temperature > 0
     temperature: float = 0.0           # 0: greedy
     top_p: float = 1.0
     max_new_tokens: int = 1024
     batch_size: int = 64
-    limit: int = 0                     # the first `limit` problems of each benchmark; 0: all
-    data_dir: str = ""                 # default data/benchmarks
-    out_dir: str = ""                  # default beside the model
-    dtype: str = "bfloat16"            # float32 on CPU
     seed: int = 0
+    # output
+    out_dir: str = ""                  # "": <run>/eval, or out/eval/<hub id>
 
 # -----------------------------------------------------------------------------
 # benchmarks and prompts
 
 
 def load_benchmark(name, data_dir=None):
-    """The problems of a benchmark as dicts with question, answer (what the grader compares) and, where the
-    set has them, solution and choices."""
-    path = os.path.join(data_dir or os.path.join(ROOT, "data", "benchmarks"), name, "test.jsonl")
+    """The problems of a benchmark as dicts with question, answer (the gold the grader compares) and, where
+    the set has them, solution and choices."""
+    data_dir = data_dir or os.path.join(ROOT, "data", "benchmarks")
+    path = os.path.join(data_dir, name, "test.jsonl")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"benchmark '{name}': {path} not found; the shipped ones are {', '.join(BENCHMARKS)}")
+        there = sorted(d for d in os.listdir(data_dir) if os.path.isfile(os.path.join(data_dir, d, "test.jsonl"))) \
+            if os.path.isdir(data_dir) else []
+        raise FileNotFoundError(f"benchmark '{name}': {path} not found; {data_dir} has "
+                                f"{', '.join(there) or 'no <name>/test.jsonl'}")
     examples = []
     with open(path) as f:
         for n, line in enumerate(f, 1):
             if line.strip():
                 try:
                     examples.append(normalise(name, json.loads(line)))
-                except (KeyError, IndexError, ValueError) as e:
-                    raise ValueError(f"{path}, line {n}: cannot read field {e} of a '{name}' problem") from None
+                except (KeyError, IndexError, TypeError, ValueError) as e:
+                    raise ValueError(f"{path}, line {n}: cannot read a '{name}' problem ({type(e).__name__}: {e}); "
+                                     "each line needs a question (or problem) and an answer field") from None
+    if not examples:
+        raise ValueError(f"{path} holds no problems")
     return examples
 
 
 def normalise(name, r):
-    """One record of a benchmark's own layout -> {question, answer[, solution, choices]}."""
-    question = r.get("question") or r["problem"]
-    if name == "gsm8k":
+    """One record in its benchmark's own layout -> {question, answer[, solution, choices]}."""
+    question = r["question"] if r.get("question") else r["problem"]
+    if name == "gsm8k":  # a worked solution ending "#### <answer>"
         return {"question": question, "answer": r["answer"].split("####")[-1].strip(), "solution": r["answer"]}
-    if name == "minerva_math":  # no answer field: the last \boxed{} of the solution
-        return {"question": question, "answer": extract_answer(r["solution"]), "solution": r["solution"]}
-    if name == "olympiadbench":
+    if name == "minerva_math":  # no answer field: the answer is the last \boxed{} of the solution
+        answer = extract_answer(r["solution"])
+        if not answer:
+            raise ValueError("its solution has no \\boxed{} answer")
+        return {"question": question, "answer": answer, "solution": r["solution"]}
+    if name == "olympiadbench":  # answers are lists of "$...$" strings, one of which may hold several answers
         if r.get("context") not in (None, "None", ""):
             question = f"{r['context']}\n\n{question}"
-        answers = [strip_dollars(a) for a in r["final_answer"]]
-        return {"question": question, "answer": ", ".join(answers), "solution": "\n\n".join(r["solution"])}
-    if name == "mmlu_stem":
+        answer = ", ".join(re.sub(r"\$\s*,\s*\$", ", ", a).replace("$", "").strip() for a in r["final_answer"])
+        return {"question": question, "answer": answer, "solution": "\n\n".join(r["solution"])}
+    if name == "mmlu_stem":  # four choices, the answer an index into them; graded as a letter
+        if len(r["choices"]) != 4:
+            raise ValueError(f"{len(r['choices'])} choices, expected 4")
         return {"question": question, "choices": r["choices"], "answer": "ABCD"[int(r["answer"])]}
     example = {"question": question, "answer": strip_dollars(str(r["answer"]))}
     if r.get("solution"):
@@ -106,6 +127,7 @@ def strip_dollars(answer):
 
 
 def with_choices(example):
+    """The question as the model sees it: a multiple-choice one with its choices (A) to (D) below."""
     if "choices" not in example:
         return example["question"]
     return example["question"] + "\n" + "\n".join(f"({l}) {c}" for l, c in zip("ABCD", example["choices"]))
@@ -125,20 +147,21 @@ def fewshot_pool():
 
 
 def exemplars(benchmark):
+    """The worked examples shown before a problem: GSM8K's own, MMLU-STEM's multiple-choice ones, or the
+    MATH-style ones for every other benchmark."""
     pool = fewshot_pool()
-    pool = pool["gsm8k"] if benchmark == "gsm8k" else pool["mmlu_stem"] if benchmark == "mmlu_stem" else pool["math"]
-    return pool[:SHOTS.get(benchmark, 0)]
+    return pool.get(benchmark, pool["math"])[:SHOTS.get(benchmark, 0)]
 
 
 def build_prompt(example, benchmark, mode="fewshot", template="boxed"):
-    """fewshot: worked "Problem: ... Solution: ... The final answer is ..." exemplars, then the problem;
-    zeroshot: the problem in an RL template."""
+    """fewshot: worked "Problem: ... Solution: ... The final answer is $X$." exemplars, then the problem and an
+    open "Solution:"; zeroshot: the problem in an RL template."""
     if mode == "zeroshot":
         return render(with_choices(example), template)
     if mode != "fewshot":
-        raise ValueError(f"mode '{mode}': use fewshot or zeroshot")
-    shots = "".join(f"Problem:\n{with_choices(e)}\n\nSolution:\n{e['solution']} The final answer is ${e['answer']}$.\n\n"
-                    for e in exemplars(benchmark))
+        raise ValueError(f"mode '{mode}': use fewshot (base models) or zeroshot (RL models)")
+    shots = "".join(f"Problem:\n{with_choices(e)}\n\nSolution:\n{e['solution']} "
+                    f"The final answer is ${e['answer']}$.\n\n" for e in exemplars(benchmark))
     return f"{shots}Problem:\n{with_choices(example)}\n\nSolution:\n"
 
 
@@ -155,46 +178,71 @@ def cut_at_stop(text, stops):
 
 
 def evaluate(generate, benchmarks, mode="fewshot", n_samples=1, limit=None, data_dir=None, template="boxed",
-             tokenizer=None, out_dir=None):
-    """Score generate (a list of prompt strings -> a list of completion strings) on benchmarks: per benchmark
-    {"accuracy" (avg@k), "pass@k", "n", "mean_response_tokens" (with a tokenizer)}. Each prompt appears
-    n_samples times in a row. With out_dir, writes <benchmark>_samples.jsonl there."""
+             out_dir=None):
+    """Score generate (a list of prompt strings -> a list of completion strings; each prompt appears n_samples
+    times in a row) on benchmarks (a list, or names joined by commas). Per benchmark: accuracy (the mean over
+    all samples: avg@k), pass@k (the share of problems with a correct sample), n (problems), no_answer (the
+    share of completions without a final answer), seconds, and mean_response_tokens when generate records
+    generate.new_tokens (as model_generate does). With out_dir, writes <benchmark>_samples.jsonl there."""
     results = {}
-    for name in ([benchmarks] if isinstance(benchmarks, str) else benchmarks):
+    for name in benchmarks.split(",") if isinstance(benchmarks, str) else benchmarks:
         examples = load_benchmark(name, data_dir)[:limit or None]
         prompts = [build_prompt(e, name, mode, template) for e in examples for _ in range(n_samples)]
-        completions = [cut_at_stop(c, stop_strings(mode, template)) for c in generate(prompts)]
         golds = [e["answer"] for e in examples for _ in range(n_samples)]
+        t0 = time.perf_counter()
+        completions = list(generate(prompts))
+        seconds = time.perf_counter() - t0
+        if len(completions) != len(prompts) or not all(isinstance(c, str) for c in completions):
+            raise ValueError(f"{name}: generate returned {len(completions)} completions for {len(prompts)} prompts; "
+                             "it must return one str per prompt, in order")
+        completions = [cut_at_stop(c, stop_strings(mode, template)) for c in completions]  # in case generate didn't
         correct = grade_many(list(zip(completions, golds)))
+        extracted = [extract_answer(c) for c in completions]
         per_problem = [correct[i:i + n_samples] for i in range(0, len(correct), n_samples)]
-        results[name] = {"accuracy": sum(correct) / max(len(correct), 1), "n": len(examples),
-                         f"pass@{n_samples}": sum(map(any, per_problem)) / max(len(per_problem), 1)}
-        if tokenizer is not None:
-            results[name]["mean_response_tokens"] = sum(len(tokenizer.encode(c)) for c in completions) / max(len(completions), 1)
+        results[name] = {"accuracy": sum(correct) / len(correct),
+                         f"pass@{n_samples}": sum(map(any, per_problem)) / len(per_problem),
+                         "n": len(examples), "n_samples": n_samples,
+                         "no_answer": sum(a is None for a in extracted) / len(extracted), "seconds": round(seconds, 2)}
+        new_tokens = getattr(generate, "new_tokens", None)
+        if new_tokens is not None and len(new_tokens) == len(completions):
+            results[name]["mean_response_tokens"] = sum(new_tokens) / len(new_tokens)
         if out_dir:
             os.makedirs(out_dir, exist_ok=True)
             with open(os.path.join(out_dir, f"{name}_samples.jsonl"), "w") as f:
-                for p, c, g, ok in zip(prompts, completions, golds, correct):
-                    f.write(json.dumps({"prompt": p, "completion": c, "extracted": extract_answer(c), "gold": g,
-                                        "correct": ok}) + "\n")
+                for p, c, a, g, ok in zip(prompts, completions, extracted, golds, correct):
+                    f.write(json.dumps({"prompt": p, "completion": c, "extracted": a, "gold": g, "correct": ok}) + "\n")
     return results
 
 
 def model_generate(model, tokenizer, max_new_tokens, batch_size=64, stop=(), temperature=0.0, top_p=1.0, seed=0):
-    """Wrap our model as generate(prompts) -> completions: batched longest-first (similar lengths share a
-    batch), stopping at EOS or a stop string; prompt i samples from (seed, i) whatever its batch."""
+    """Our model as generate(prompts) -> completions: each prompt after BOS, longest first in batches of
+    batch_size (similar lengths share a batch, and running out of memory shows in the first one), ending at
+    EOS, end-of-turn or a stop string, which the completion leaves out. Prompt i samples from (seed, i)
+    whatever its batch. After a call, generate.new_tokens holds the tokens each completion generated."""
+    stop, stop_ids = list(stop), (tokenizer.eos_id, tokenizer.eot_id)
+
     def generate(prompts):
         encoded = [[tokenizer.bos_id] + tokenizer.encode(p) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
-        completions = [None] * len(prompts)
-        for start in tqdm(range(0, len(order), batch_size), desc="generate", leave=False, disable=len(order) <= batch_size):
+        completions, generate.new_tokens = [None] * len(prompts), [0] * len(prompts)
+        bar = tqdm(total=len(prompts), unit="prompt", desc="generate", leave=False, disable=len(prompts) <= batch_size)
+        t0 = time.perf_counter()
+        for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             tokens, _ = model.generate([encoded[i] for i in rows], max_new_tokens, temperature, top_p,
-                                       stop_ids=[tokenizer.eos_id, tokenizer.eot_id], seed=[seed * 1_000_003 + i for i in rows],
+                                       stop_ids=stop_ids, seed=[(seed << 32) + i for i in rows],
                                        stop_strings=stop, decode=tokenizer.decode)
             for i, t in zip(rows, tokens):
+                generate.new_tokens[i] = len(t)
+                if t and t[-1] in stop_ids:  # decoded, it would be the text "<|end_of_text|>"
+                    t = t[:-1]
                 completions[i] = cut_at_stop(tokenizer.decode(t), stop)
+            bar.update(len(rows))
+            bar.set_postfix(tok_s=f"{sum(generate.new_tokens) / (time.perf_counter() - t0):,.0f}")
+        bar.close()
         return completions
+
+    generate.new_tokens = []
     return generate
 
 # -----------------------------------------------------------------------------
@@ -202,46 +250,89 @@ def model_generate(model, tokenizer, max_new_tokens, batch_size=64, stop=(), tem
 
 
 def find_model(path):
-    """(HF folder or hub id, default out_dir) for --model; "" means the newest hf/ under out/."""
+    """(model folder or hub id, default out_dir) for --model: a run folder means its hf/; "" the newest hf/
+    under out/."""
     if not path:
         found = sorted(glob.glob(os.path.join("out", "**", "hf", "config.json"), recursive=True), key=os.path.getmtime)
         if not found:
-            raise FileNotFoundError("no model under out/: train one (README: the two commands) or pass "
-                                    "--model=PATH_OR_HUB_ID, e.g. --model=OctoThinker/OctoThinker-1B-Hybrid-Base")
+            raise SystemExit("eval.py: no model to evaluate: nothing under out/*/hf/ yet. Train one (README: "
+                             "python train.py configs/tiny.py) or pass --model=PATH_OR_HUB_ID, e.g. "
+                             "--model=OctoThinker/OctoThinker-1B-Hybrid-Base")
         path = os.path.dirname(os.path.dirname(found[-1]))
     if os.path.isdir(os.path.join(path, "hf")):
-        return os.path.join(path, "hf"), os.path.join(path, "eval")
+        return check_model_folder(os.path.join(path, "hf")), os.path.join(path, "eval")
     if os.path.isdir(path):
-        return path, os.path.join(path, "eval")
+        if os.path.isdir(os.path.join(path, "ckpt")) and not os.path.exists(os.path.join(path, "config.json")):
+            raise FileNotFoundError(f"--model={path}: a run folder without its hf/ export, which train.py and rl.py "
+                                    "write when the run finishes; wait for it, or pass a finished run")
+        return check_model_folder(path), os.path.join(path, "eval")
+    if os.path.exists(path) or path.startswith((".", "/", "~")) or path.count("/") != 1:
+        raise FileNotFoundError(f"--model={path}: no such folder, and not a hub id like 'meta-llama/Llama-3.2-1B'")
     return path, os.path.join("out", "eval", path.replace("/", "--"))
+
+
+def check_model_folder(folder):
+    """folder, if it holds what loading needs: a name for each missing thing otherwise."""
+    missing = []
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        missing.append("config.json")
+    if not glob.glob(os.path.join(folder, "*.safetensors")):
+        missing.append("weights (*.safetensors)")
+    if not any(os.path.isfile(os.path.join(folder, f)) for f in ("tokenizer.model", "original/tokenizer.model",
+                                                                 "tokenizer.json")):
+        missing.append("tokenizer (tokenizer.model [+ special_tokens.json] or tokenizer.json)")
+    if missing:
+        raise FileNotFoundError(f"--model={folder}: no {', no '.join(missing)} there. A model folder is a run's hf/ "
+                                "(train.py, rl.py), what Llama.save_pretrained + Tokenizer.save write, or a "
+                                "downloaded Llama-3")
+    return folder
 
 
 def main(cfg):
     from data import Tokenizer
     from model import Llama
-    torch.manual_seed(cfg.seed)
+    names = cfg.benchmarks.split(",")
+    for name in names:  # every mistake in the config before minutes of loading
+        load_benchmark(name, cfg.data_dir or None)
+    if cfg.mode not in ("fewshot", "zeroshot"):
+        raise ValueError(f"--mode={cfg.mode}: use fewshot (base models) or zeroshot (RL models)")
+    render("", cfg.template)
+    if cfg.n_samples > 1 and cfg.temperature == 0:
+        raise ValueError(f"--n_samples={cfg.n_samples} with greedy decoding gives identical samples; "
+                         "set --temperature too (e.g. 0.6)")
     folder, default_out = find_model(cfg.model)
     out_dir = cfg.out_dir or default_out
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = getattr(torch, cfg.dtype) if device == "cuda" else torch.float32
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = getattr(torch, cfg.dtype or ("bfloat16" if device.startswith("cuda") else "float32"))
+    torch.manual_seed(cfg.seed)
     print(show(cfg))
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        f.write(show(cfg) + "\n")
+
     model = Llama.from_pretrained(folder, dtype=dtype, device=device).eval()
     tokenizer = Tokenizer.from_pretrained(folder)
-    generate = model_generate(model, tokenizer, cfg.max_new_tokens, cfg.batch_size, stop_strings(cfg.mode, cfg.template),
-                              cfg.temperature, cfg.top_p, cfg.seed)
+    generate = model_generate(model, tokenizer, cfg.max_new_tokens, cfg.batch_size,
+                              stop_strings(cfg.mode, cfg.template), cfg.temperature, cfg.top_p, cfg.seed)
     results = {}
-    for name in cfg.benchmarks.split(","):
-        print(f"{name}...", flush=True)
+    for name in names:
         results |= evaluate(generate, [name], cfg.mode, cfg.n_samples, cfg.limit or None, cfg.data_dir or None,
-                            cfg.template, tokenizer, out_dir)
-    print(f"\n{folder} ({cfg.mode}{'' if cfg.mode == 'fewshot' else ', ' + cfg.template})\n")
-    print(f"| benchmark | n | accuracy | pass@{cfg.n_samples} | mean response tokens |\n|---|---|---|---|---|")
+                            cfg.template, out_dir)
+        r = results[name]
+        print(f"{name}: {r['accuracy']:.1%} of {r['n']} ({r['seconds']:.0f} s)", flush=True)
+
+    k = cfg.n_samples
+    print(f"\n{folder}, {cfg.mode}{'' if cfg.mode == 'fewshot' else ' (' + cfg.template + ')'}, "
+          f"{'greedy' if cfg.temperature == 0 else f'temperature {cfg.temperature}'}\n")
+    print(f"| benchmark | n | {'accuracy' if k == 1 else f'avg@{k} | pass@{k}'} | mean response tokens |")
+    print(f"|---|---|---|{'' if k == 1 else '---|'}---|")
     for name, r in results.items():
-        print(f"| {name} | {r['n']} | {r['accuracy']:.1%} | {r[f'pass@{cfg.n_samples}']:.1%} | "
-              f"{r['mean_response_tokens']:.0f} |")
+        scores = f"{r['accuracy']:.1%}" if k == 1 else f"{r['accuracy']:.1%} | {r[f'pass@{k}']:.1%}"
+        print(f"| {name} | {r['n']} | {scores} | {r['mean_response_tokens']:.0f} |")
     with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump({"model": folder, "config": json.loads(show(cfg)), "results": results}, f, indent=1)
-    print(f"\nwrote {out_dir}/results.json")
+        json.dump({"model": folder, "device": device, "dtype": str(dtype)[6:], "config": json.loads(show(cfg)),
+                   "results": results}, f, indent=1)
+    print(f"\nwrote {out_dir}/results.json and <benchmark>_samples.jsonl")
     return results
 
 

@@ -208,6 +208,7 @@ def special_names(folder):
 TEMPLATES = {  # fmt names one of these, or is itself a template over the record's fields
     "text": "{text}",
     "qa": "Question: {question}\nAnswer: {answer}",
+    "qa_solution": "Question: {question}\nAnswer: {solution}",  # QA with a worked solution beside its bare answer
     "problem_solution": "Problem:\n{problem}\n\nSolution:\n{solution}",
 }
 EXTENSIONS = (".jsonl", ".jsonl.gz", ".parquet")

@@ -1,248 +1,465 @@
 """
-A synthetic math world for the miniature recipe: small word problems a tiny model can learn, with computed
-answers, rendered as the paper's kinds of data and written as jsonl in the real corpora's formats.
+The synthetic math world of the CPU miniature: a small family of word problems a tiny model can learn (sums,
+differences, two-step stories, products, equal shares, linear equations, fractions), with computed answers,
+rendered as the paper's kinds of data and written as jsonl in the real corpora's formats.
 
-    python world.py --out_dir=out/world --seed=0
+    python world.py [config.py] --out_dir=out/world --seed=0 [--key=value ...]
 
 out_dir gets
-    web_hq.jsonl, web_lq.jsonl   {"text"}: math "web" pages, clean and degraded (MegaMath-Web-Pro vs FineMath)
-    qa_short.jsonl, qa_long.jsonl  {"question", "answer"}: the answer a worked solution ending in \\boxed{},
-                                   as in GSM8K and the QA corpora: brief, or long (trying, checking, correcting)
-    instruct.jsonl               {"question", "answer"}: a little instruction following
-    rl.jsonl                     {"question", "answer"}: GRPO's prompts
-    benchmarks/synth/test.jsonl  {"question", "answer"}: held-out problems, for eval.py --data_dir
-    world.json                   the config and counts, written last
-A problem is a kind and its numbers; each (kind, numbers) belongs to one split by its hash, so no training
-text can contain an RL or evaluation problem. Web pages explain and work examples in prose ("so 5 + 3 = 8
-apples") without \\boxed{}: the answer format comes only from the QA data, as in the paper.
+    web_hq.jsonl, web_lq.jsonl     {"text"}: math "web" pages, clean and degraded (MegaMath-Web-Pro vs FineMath)
+    qa_short.jsonl, qa_long.jsonl  {"question", "solution", "answer"}: a brief worked solution, or a long one that
+                                   checks each step and catches its own slips; both end in \\boxed{answer}
+    instruct.jsonl                 {"question", "solution"}: a little instruction following
+    rl.jsonl                       {"question", "answer"}: GRPO's prompts
+    benchmarks/synth/test.jsonl    {"question", "answer"}: held-out problems (eval.py --data_dir=out/world/benchmarks)
+    world.json                     the config and counts, written last: the same config is not generated twice
+data.py prepares them like any corpus: fmt="text" for the web, a template over question and solution for QA.
+
+A problem is a kind and its numbers. Each (kind, numbers) belongs to one split, eval, rl or train, by its place
+in a seeded order of its kind, and only train problems are written into training files; the noise of
+low-quality pages never touches a question. So no RL or evaluation problem is ever the subject of training
+text. Web pages work their examples in prose ("So Ann has 12 apples now.") and box few answers (web_boxed):
+the \\boxed{} answer format comes mainly from the QA data, which is what makes QA in mid-training help RL, as
+in the paper.
 """
 import hashlib
 import json
+import math
 import os
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from configurator import configure
+
+KINDS = ["add", "sub", "two_step", "mul", "share", "equation", "fraction"]
 
 
 @dataclass
 class Config:
     out_dir: str = "out/world"
     seed: int = 0
-    web_docs: int = 4000        # pages in each of web_hq and web_lq
+    # sizes
+    web_docs: int = 4000          # pages in each of web_hq and web_lq
     qa_short: int = 4000
     qa_long: int = 4000
     instruct: int = 400
     rl: int = 1000
-    eval: int = 200
-    max_add: int = 20           # operands of sums and differences
-    max_mul: int = 9            # factors of products
-    kinds: tuple = ("add", "sub", "two_step", "mul", "equation")
-    noise: float = 0.3          # the share of a low-quality page's sentences that get damaged
+    eval: int = 200               # distinct problems, kinds in the mix's proportions
+    # difficulty
+    mix: dict = field(default_factory=lambda: {k: 1.0 for k in KINDS})  # kind -> weight; 0 leaves it out
+    max_add: int = 12             # operands of sums and differences, pieces of a whole
+    max_mul: int = 6              # factors of products and shares, coefficients of equations
+    max_x: int = 10               # solutions of equations
+    eval_share: float = 0.3       # the most of a kind's problems the evaluation set may hold out
+    rl_share: float = 0.15        # the share of a kind's problems kept for RL; the rest are for training
+    # rendering
+    examples: int = 3             # worked examples on a web page
+    web_boxed: float = 0.05       # the share of web examples that end in \boxed{} (most web math does not)
+    slip: float = 0.3             # the chance a step of a long solution goes wrong first and is corrected
+    noise: float = 0.5            # the share of a low-quality page's sentences that get damaged
 
 
-NAMES = ["Ann", "Ben", "Cara", "Dan", "Eli", "Fay", "Gus", "Hana", "Ivan", "Jo", "Kim", "Leo", "Mia", "Ned", "Olga", "Pat"]
-THINGS = ["apples", "marbles", "books", "stamps", "coins", "shells", "pencils", "cards", "eggs", "stickers"]
+NAMES = ["Ann", "Ben", "Cara", "Dan", "Eli", "Fay", "Gus", "Hana", "Ivan", "Jo", "Kim", "Leo", "Mia", "Ned", "Olga",
+         "Pat", "Rosa", "Sam", "Tess", "Uma"]
+THINGS = ["apples", "marbles", "books", "stamps", "coins", "shells", "pencils", "cards", "eggs", "stickers",
+          "buttons", "plums"]
 
 # -----------------------------------------------------------------------------
-# problems: a kind, its numbers, the question, and the steps that solve it
+# problems: a kind, its numbers, the arithmetic that solves it
 
 
-def draw(kind, rng, cfg):
-    """The numbers of a random problem of this kind (answers are positive integers)."""
-    a, b = rng.randint(2, cfg.max_add), rng.randint(1, cfg.max_add)
+def space(kind, cfg):
+    """Every problem of a kind, as its numbers, in a fixed order."""
+    A, M, X = cfg.max_add, cfg.max_mul, cfg.max_x
     if kind == "add":
-        return (a, b)
+        return [(a, b) for a in range(2, A + 1) for b in range(2, A + 1)]
     if kind == "sub":
-        return (a + b, b)
+        return [(a, b) for a in range(3, 2 * A + 1) for b in range(2, min(a, A + 1))]
     if kind == "two_step":
-        return (a, b, rng.randint(1, a + b - 1))
+        return [(a, b, c) for a in range(2, A + 1) for b in range(2, A + 1) for c in range(2, a + b)]
     if kind == "mul":
-        return (rng.randint(2, cfg.max_mul), rng.randint(2, cfg.max_mul))
-    x, k = rng.randint(1, 12), rng.randint(2, 6)  # equation: k x + b = c
-    return (k, b, k * x + b)
+        return [(a, b) for a in range(2, M + 1) for b in range(2, M + 1)]
+    if kind == "share":  # (total, parts)
+        return [(a * b, a) for a in range(2, M + 1) for b in range(2, M + 1)]
+    if kind == "equation":  # (k, b, c) of k x + b = c
+        return [(k, b, k * x + b) for k in range(2, M + 1) for x in range(1, X + 1) for b in range(1, A + 1)]
+    # fraction: (pieces, taken); what is left, (pieces - taken) / pieces, already in lowest terms
+    return [(q, p) for q in range(2, A + 1) for p in range(1, q) if math.gcd(q - p, q) == 1]
 
 
-def steps(kind, n):
-    """The solution as (left, op, right, result) facts, in order; the last result is the answer."""
-    if kind == "add":
-        return [(n[0], "+", n[1], n[0] + n[1])]
-    if kind == "sub":
-        return [(n[0], "-", n[1], n[0] - n[1])]
+def compute(a, op, b):
+    return {"+": a + b, "-": a - b, "\\times": a * b, "\\div": a // b}[op]
+
+
+def facts(kind, n):
+    """The solution's arithmetic, in order, as (left, op, right, result)."""
+    steps = {"add": [(n[0], "+", n[1])], "sub": [(n[0], "-", n[1])], "mul": [(n[0], "\\times", n[1])],
+             "share": [(n[0], "\\div", n[1])], "fraction": [(n[0], "-", n[1])]}.get(kind)
     if kind == "two_step":
-        return [(n[0], "+", n[1], n[0] + n[1]), (n[0] + n[1], "-", n[2], n[0] + n[1] - n[2])]
-    if kind == "mul":
-        return [(n[0], "\\times", n[1], n[0] * n[1])]
-    k, b, c = n
-    return [(c, "-", b, c - b), (c - b, "\\div", k, (c - b) // k)]
+        steps = [(n[0], "+", n[1]), (n[0] + n[1], "-", n[2])]
+    if kind == "equation":
+        steps = [(n[2], "-", n[1]), (n[2] - n[1], "\\div", n[0])]
+    return [(a, op, b, compute(a, op, b)) for a, op, b in steps]
 
 
-def question(kind, n, rng):
-    name, other, thing = rng.choice(NAMES), rng.choice(NAMES), rng.choice(THINGS)
-    if kind == "add":
-        return f"{name} has {n[0]} {thing} and gets {n[1]} more. How many {thing} does {name} have now?"
-    if kind == "sub":
-        return f"{name} has {n[0]} {thing} and gives {n[1]} of them to {other}. How many {thing} are left?"
-    if kind == "two_step":
-        return (f"{name} has {n[0]} {thing}, buys {n[1]} more, then gives {n[2]} to {other}. "
-                f"How many {thing} does {name} have in the end?")
-    if kind == "mul":
-        return f"{name} buys {n[0]} bags with {n[1]} {thing} in each bag. How many {thing} is that in all?"
-    return f"Solve for $x$: ${n[0]}x + {n[1]} = {n[2]}$."
+def answer(kind, n):
+    r = facts(kind, n)[-1][3]
+    return f"\\frac{{{r}}}{{{n[0]}}}" if kind == "fraction" else str(r)
 
 
-def fact(s):
-    return f"{s[0]} {s[1]} {s[2]} = {s[3]}"
+def rank(kind, n, seed):
+    """A problem's place in its kind's seeded order, from a hash: the splits take their problems in this order."""
+    return hashlib.blake2b(f"{seed}/{kind}/{n}".encode(), digest_size=8).digest()
 
 
-def split_of(kind, n, seed):
-    """Which split a problem belongs to, by the hash of its kind and numbers: eval, rl or train."""
-    h = int.from_bytes(hashlib.blake2b(f"{seed}/{kind}/{n}".encode(), digest_size=8).digest(), "little") % 20
-    return "eval" if h < 2 else "rl" if h < 5 else "train"  # 10%, 15% and 75% of all problems
+def eval_quotas(cfg, sizes):
+    """How many problems of each kind are held out: cfg.eval split by the mix, with no kind giving more than
+    eval_share of its problems (what a small kind cannot give, the others do)."""
+    total, quota = sum(cfg.mix[k] for k in sizes), dict.fromkeys(sizes, 0)
+    for i in range(1, cfg.eval + 1):
+        room = [k for k in sizes if quota[k] < int(cfg.eval_share * sizes[k])]
+        if not room:
+            raise ValueError(f"only {i - 1} problems can be held out, not eval={cfg.eval}: raise max_add, max_mul, "
+                             f"max_x or eval_share, or ask for fewer")
+        quota[max(room, key=lambda k: cfg.mix[k] / total * i - quota[k])] += 1
+    return quota
 
 
-def problems(split, count, rng, cfg):
-    """count problems of a split, each (kind, numbers, question, steps); evaluation problems are all different."""
-    out, seen = [], set()
-    for _ in range(count * 200):
-        if len(out) == count:
-            break
-        kind = rng.choice(cfg.kinds)
-        n = draw(kind, rng, cfg)
-        if split_of(kind, n, cfg.seed) != split or ((kind, n) in seen and split == "eval"):
-            continue
-        seen.add((kind, n))
-        out.append((kind, n, question(kind, n, rng), steps(kind, n)))
-    if len(out) < count:
-        raise ValueError(f"only {len(out)} distinct '{split}' problems fit max_add={cfg.max_add}, "
-                         f"max_mul={cfg.max_mul}; ask for fewer or raise them")
+def pools(cfg):
+    """{split: {kind: [numbers, ...]}}: for each kind the mix uses, its first problems in seeded order are held out
+    for evaluation, the next rl_share for RL, the rest are for training. Disjoint by construction."""
+    spaces = {k: sorted(space(k, cfg), key=lambda n: rank(k, n, cfg.seed)) for k in KINDS if cfg.mix.get(k, 0) > 0}
+    quota = eval_quotas(cfg, {k: len(v) for k, v in spaces.items()})
+    out = {"train": {}, "rl": {}, "eval": {}}
+    for k, problems in spaces.items():
+        n_rl = quota[k] + round(cfg.rl_share * len(problems))
+        out["eval"][k], out["rl"][k], out["train"][k] = problems[:quota[k]], problems[quota[k]:n_rl], problems[n_rl:]
     return out
 
 # -----------------------------------------------------------------------------
-# renderings
+# stories: each kind's problems in words. A story is (question, a sentence per step with {f} for its arithmetic,
+# conclusion); a, b, c are the numbers, r the answer, s the first step's result. A step first restates what it
+# uses in the question's own words: copying is the first thing a tiny model learns (an induction head), and
+# reading numbers from anywhere in the question comes much later.
 
-
-def short_solution(kind, s):
-    if kind == "equation":
-        return f"Subtract: {fact(s[0])}. Divide: {fact(s[1])}. So $x = \\boxed{{{s[-1][3]}}}$."
-    return " ".join(f"{fact(x)}." for x in s) + f" The answer is \\boxed{{{s[-1][3]}}}."
-
-
-def long_solution(kind, s, rng):
-    """Works step by step, checks each step by its inverse, and sometimes slips and corrects itself."""
-    inverse = {"+": "-", "-": "+", "\\times": "\\div", "\\div": "\\times"}
-    lines = ["Let me work through this step by step."]
-    for i, x in enumerate(s):
-        if rng.random() < 0.3:  # a slip, caught by the check
-            wrong = x[3] + rng.choice([-2, -1, 1, 2])
-            lines.append(f"Step {i + 1}: {x[0]} {x[1]} {x[2]} = {wrong}. Wait, let me check that: "
-                         f"{wrong} {inverse[x[1]]} {x[2]} is not {x[0]}. That is wrong.")
-        lines.append(f"Step {i + 1}: {fact(x)}. Check: {x[3]} {inverse[x[1]]} {x[2]} = {x[0]}. Correct.")
-    answer = f"$x = \\boxed{{{s[-1][3]}}}$" if kind == "equation" else f"\\boxed{{{s[-1][3]}}}"
-    lines.append(f"Every step checks out, so the answer is {answer}.")
-    return " ".join(lines)
-
-
-INTROS = {
-    "add": "Adding tells how many there are when two groups are put together.",
-    "sub": "Subtracting tells how many are left when some are taken away.",
-    "two_step": "Some problems take two steps: first find the total, then take away what is given.",
-    "mul": "Multiplying counts equal groups quickly: the number of groups times the size of each group.",
-    "equation": "To solve an equation like $3x + 4 = 19$, undo each operation: subtract, then divide.",
+STORIES = {
+    "add": [
+        ("{name} has {a} {thing} and gets {b} more. How many {thing} does {name} have now?",
+         ["{name} has {a} {thing} and gets {b} more, so {f}"], "{name} has {r} {thing} now"),
+        ("{name} picks {a} {thing} in the morning and {b} in the afternoon. How many {thing} does {name} pick in all?",
+         ["{name} picks {a} {thing} in the morning and {b} in the afternoon, so {f}"],
+         "{name} picks {r} {thing} in all"),
+    ],
+    "sub": [
+        ("{name} has {a} {thing} and gives {b} of them to {other}. How many {thing} does {name} have left?",
+         ["{name} has {a} {thing} and gives {b} of them away, so {f}"], "{name} has {r} {thing} left"),
+        ("There are {a} {thing} in a box. {name} takes out {b}. How many {thing} are still in the box?",
+         ["There are {a} {thing} and {name} takes out {b}, so {f}"], "{r} {thing} are still in the box"),
+    ],
+    "two_step": [
+        ("{name} has {a} {thing}, buys {b} more, then gives {c} to {other}. How many {thing} does {name} have "
+         "in the end?", ["{name} has {a} {thing} and buys {b} more, so {f}",
+                         "Then {name} gives {c} to {other}, so {f}"], "{name} has {r} {thing} in the end"),
+        ("A shelf holds {a} {thing}. {name} puts {b} more on it and {other} takes {c} away. How many {thing} are "
+         "on the shelf now?", ["The shelf holds {a} {thing} and {name} puts {b} more on it, so {f}",
+                               "Then {other} takes {c} away, so {f}"], "there are {r} {thing} on the shelf"),
+    ],
+    "mul": [
+        ("{name} buys {a} bags with {b} {thing} in each bag. How many {thing} does {name} buy in all?",
+         ["{name} buys {a} bags with {b} {thing} in each bag, so {f}"], "{name} buys {r} {thing}"),
+        ("There are {a} rows of {thing} with {b} {thing} in each row. How many {thing} are there?",
+         ["There are {a} rows with {b} {thing} in each row, so {f}"], "there are {r} {thing}"),
+    ],
+    "share": [
+        ("{name} shares {a} {thing} equally among {b} friends. How many {thing} does each friend get?",
+         ["{name} shares {a} {thing} equally among {b} friends, so {f}"], "each friend gets {r} {thing}"),
+        ("{a} {thing} are packed in boxes of {b}. How many boxes are filled?",
+         ["There are {a} {thing} in boxes of {b}, so {f}"], "{r} boxes are filled"),
+    ],
+    "equation": [
+        ("Solve for $x$: ${a}x + {b} = {c}$.",
+         ["We have ${a}x + {b} = {c}$, so subtract {b} from both sides: {f}, so ${a}x = {s}$",
+          "Divide both sides by {a}: {f}"], "$x = {r}$"),
+        ("{name} thinks of a number, multiplies it by {a} and adds {b}. The result is {c}. What is the number?",
+         ["The number times {a} plus {b} is {c}, so undo the adding: {f}", "Then undo the multiplying: {f}"],
+         "the number is {r}"),
+    ],
+    "fraction": [
+        ("{name} cuts a pie into {a} equal pieces and eats {b} of them. What fraction of the pie is left?",
+         ["The pie has {a} equal pieces and {name} eats {b} of them, so {f} pieces are left"],
+         "{r} of the pie is left"),
+        ("A bag holds {a} {thing}. {name} takes {b} of them. What fraction of the {thing} is still in the bag?",
+         ["The bag holds {a} {thing} and {name} takes {b} of them, so {f} are still in the bag"],
+         "{r} of the {thing} are still in the bag"),
+    ],
 }
 
+INTROS = {
+    "add": ["Adding puts two groups together: the sum tells how many there are in all.",
+            "When more things join a group, we find the new total by adding."],
+    "sub": ["Subtracting takes some away: the difference tells how many are left.",
+            "When some things are given away or taken out, we subtract to find how many remain."],
+    "two_step": ["Some stories need two steps: first add what is gained, then subtract what is lost.",
+                 "A two-step problem is solved one step at a time, and each result feeds the next step."],
+    "mul": ["Multiplying counts equal groups quickly: the number of groups times the size of each group.",
+            "When every bag or row holds the same number, we multiply instead of adding again and again."],
+    "share": ["Dividing shares a total equally: the total divided by the number of parts is the size of each part.",
+              "Division undoes multiplication: if each box holds the same number, divide the total by it."],
+    "equation": ["To solve an equation like $ax + b = c$, undo each operation in reverse order: subtract, then divide.",
+                 "An equation is a balance: do the same thing to both sides until $x$ is alone."],
+    "fraction": ["A fraction names part of a whole: the bottom counts the equal pieces, the top the pieces we mean.",
+                 "When some pieces are taken, the pieces left over all the pieces is the fraction left."],
+}
+INVERSE = {"+": "-", "-": "+", "\\times": "\\div", "\\div": "\\times"}
 
-def web_page(kind, examples, rng):
-    """An expository page: a rule, a few practice facts, and worked examples in prose (no \\boxed{})."""
-    facts = [fact(rng.choice(steps(kind, e[1]))) for e in examples]
-    worked = []
-    for _, n, q, s in examples:
-        body = ", then ".join(fact(x) for x in s)
-        worked.append(f"Example: {q} We compute {body}, so the result is {s[-1][3]}.")
-    return " ".join([INTROS[kind], "Practice: " + "; ".join(facts) + "."] + worked)
+
+def pose(kind, n, rng):
+    """A problem dressed in a random story, names and thing."""
+    name, other = rng.sample(NAMES, 2)
+    story = rng.choice(STORIES[kind])
+    ctx = dict(zip("abc", n), name=name, other=other, thing=rng.choice(THINGS), r=answer(kind, n),
+               s=facts(kind, n)[0][3])
+    return {"kind": kind, "n": n, "story": story, "ctx": ctx, "facts": facts(kind, n), "answer": ctx["r"],
+            "question": story[0].format(**ctx)}
 
 
-def degrade(text, rng, noise):
-    """A low-quality version: typos, wrong results, lost sentences, shuffled order and page boilerplate."""
-    sentences = [s for s in text.split(". ") if s]
+def show(f):
+    return f"{f[0]} {f[1]} {f[2]} = {f[3]}"
+
+
+def step(p, i, f):
+    return p["story"][1][i].format(**p["ctx"], f=show(f))
+
+
+def conclusion(p):
+    return p["story"][2].format(**p["ctx"])
+
+
+def boxed(p):
+    return f"The answer is \\boxed{{{p['answer']}}}."
+
+
+def short_solution(p):
+    return " ".join([step(p, i, f) + "." for i, f in enumerate(p["facts"])] + [f"So {conclusion(p)}.", boxed(p)])
+
+
+def wrong(f, rng):
+    """A plausible slip in a step: a result off by a little (a product off by one group)."""
+    a, op, b, r = f
+    w = r + b * rng.choice([-1, 1]) if op == "\\times" else r + rng.choice([-2, -1, 1, 2])
+    return (a, op, b, w) if w > 0 and w != r else (a, op, b, r + 1)
+
+
+def long_solution(p, rng, slip):
+    """Works each step, checks it by its inverse, sometimes slips first and catches it, then checks the end."""
+    out = ["Let's read the problem carefully and solve it one step at a time."]
+    for i, f in enumerate(p["facts"]):
+        if rng.random() < slip:
+            w = wrong(f, rng)
+            back = (w[3], INVERSE[w[1]], w[2], compute(w[3], INVERSE[w[1]], w[2]))
+            out += [step(p, i, w) + ".", f"Wait, let me check: {show(back)}, not {f[0]}. That is wrong, so {show(f)}."]
+        else:
+            out.append(step(p, i, f) + ".")
+        out.append(f"Let me check: {show((f[3], INVERSE[f[1]], f[2], f[0]))}. Correct.")
+    if p["kind"] == "equation":
+        k, b, c = p["n"]
+        x = int(p["answer"])
+        out.append(f"Let me put it back into the equation: {k} \\times {x} = {k * x} and {k * x} + {b} = {c}. Correct.")
+    out += [f"So {conclusion(p)}.", "Every step checks out.", boxed(p)]
+    return " ".join(out)
+
+# -----------------------------------------------------------------------------
+# web pages, clean and degraded. A page is paragraphs of (sentence, is_question); questions are never damaged.
+
+JUNK_TOP = ["Home | Worksheets | Games | Login", "Skip to content  Menu  Search", "Math Help Forum > Homework > Page 3",
+            "Advertisement - Click here for FREE printables!!", "You are here: Home / Grade 3 / Word problems"]
+JUNK_END = ["Share this: Facebook Twitter Email", "Posted by admin in Uncategorized | 0 comments",
+            "(c) 2014 mathfun4kids. All rights reserved.", "Next page >>  Related: times tables, coloring pages",
+            "Was this helpful? Yes No  Report an error"]
+
+
+def practice(kind, rng, cfg):
+    """A line of arithmetic facts of the kind's operations (tables, not problems)."""
+    A, M = cfg.max_add, cfg.max_mul
+    ops = {"add": "+", "sub": "-", "two_step": "+-", "mul": "x", "share": "/", "equation": "-/", "fraction": "-"}[kind]
     out = []
-    for s in sentences:
-        r = rng.random()
-        if r < noise / 3:
-            continue  # lost
-        if r < 2 * noise / 3:  # a wrong number
-            words = s.split(" ")
-            i = rng.randrange(len(words))
-            if words[i].isdigit():
-                words[i] = str(int(words[i]) + rng.choice([-3, -1, 1, 2]))
-            s = " ".join(words)
-        elif r < noise:  # a typo
-            i = rng.randrange(max(1, len(s) - 1))
-            s = s[:i] + s[i + 1:i + 2] + s[i:i + 1] + s[i + 2:]
-        out.append(s)
-    rng.shuffle(out)
-    junk = rng.choice(["Home | Worksheets | Login", "Click here to subscribe!!", "Share this page: f t in",
-                       "Posted by admin in Uncategorized", "(c) 2019 mathfun4kids. All rights reserved."])
-    return f"{junk} {'. '.join(out)}. {rng.choice(['Read more...', 'Comments (0)', 'Next page >>'])}"
+    for _ in range(4):
+        op, a, b = rng.choice(ops), rng.randint(2, A), rng.randint(2, A)
+        if op in "x/":
+            a, b = rng.randint(2, M), rng.randint(2, M)
+        f = {"+": (a, "+", b), "-": (a + b, "-", b), "x": (a, "\\times", b), "/": (a * b, "\\div", b)}[op]
+        out.append(show((*f, compute(*f))))
+    return "Practice: " + ", ".join(out) + "."
 
 
-def instruction(rng):
-    a, b = rng.randint(1, 20), rng.randint(1, 20)
-    words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
-    n = rng.randint(0, 10)
-    return rng.choice([
-        {"question": f"Write the number {words[n]} in digits.", "answer": f"{n}"},
-        {"question": f"Which is larger, {a} or {b}? Answer with the number only.", "answer": f"{max(a, b)}"},
-        {"question": f"Put the number {a} in a box, as \\boxed{{}}.", "answer": f"\\boxed{{{a}}}"},
-        {"question": f"Answer yes or no: is {a} greater than {b}?", "answer": "Yes." if a > b else "No."},
-        {"question": f"Repeat after me: {rng.choice(NAMES)} likes {rng.choice(THINGS)}.", "answer": "OK."},
+def web_page(kind, problems, rng, cfg):
+    page = [[(rng.choice(INTROS[kind]), False)], [(practice(kind, rng, cfg), False)]]
+    for p in problems:
+        sentences = [(f"Example: {p['question']}", True)]
+        sentences += [(step(p, i, f) + ".", False) for i, f in enumerate(p["facts"])]
+        sentences.append((f"So {conclusion(p)}.", False))
+        if rng.random() < cfg.web_boxed:
+            sentences.append((boxed(p), False))
+        page.append(sentences)
+    return page
+
+
+def render(page):
+    return "\n\n".join(" ".join(s for s, _ in para) for para in page)
+
+
+def damage(s, rng):
+    """One defect of a sentence: lost, a wrong result, a typo, or cut short. None: dropped."""
+    r = rng.random()
+    if r < 0.25:
+        return None
+    if r < 0.5 and " = " in s:  # a wrong result after an '='
+        head, _, tail = s.rpartition(" = ")
+        digits = len(tail) - len(tail.lstrip("0123456789"))
+        if digits:
+            return f"{head} = {int(tail[:digits]) + rng.choice([-3, -1, 1, 2])}{tail[digits:]}"
+    words = s.split(" ")
+    if r < 0.75:  # swap two letters inside a word
+        long_words = [i for i, w in enumerate(words) if len(w) >= 4 and w.isalpha()]
+        if long_words:
+            i = rng.choice(long_words)
+            j = rng.randrange(1, len(words[i]) - 2)
+            w = words[i]
+            words[i] = w[:j] + w[j + 1] + w[j] + w[j + 2:]
+            return " ".join(words)
+    return " ".join(words[:max(1, len(words) // 2)]) + "..."
+
+
+def degrade(page, rng, noise):
+    """A low-quality page: boilerplate, damaged and shuffled explanations, sometimes cut off."""
+    out = []
+    for para in page:
+        sentences = [(damage(s, rng) if not q and rng.random() < noise else s, q) for s, q in para]
+        sentences = [(s, q) for s, q in sentences if s]
+        free = [s for s, q in sentences if not q]
+        if rng.random() < noise:
+            rng.shuffle(free)  # the explanation comes out of order; the question stays where it was
+        free = iter(free)
+        out.append([(s if q else next(free), q) for s, q in sentences])
+    if rng.random() < noise:
+        out = out[:rng.randint(min(3, len(out)), len(out))]  # the page ends early, after its first example
+    return f"{rng.choice(JUNK_TOP)}\n\n{render(out)}\n\n{rng.choice(JUNK_END)}"
+
+# -----------------------------------------------------------------------------
+# instruction following
+
+
+def instruction(rng, cfg):
+    a, b = rng.sample(range(1, cfg.max_add + 1), 2)
+    q = rng.randint(2, 12)
+    p = rng.randint(1, q - 1)
+    words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
+    name, thing = rng.choice(NAMES), rng.choice(THINGS)
+    question, solution = rng.choice([
+        (f"Write the number {words[q]} in digits.", f"{q}"),
+        (f"Which is larger, {a} or {b}? Answer with the number only.", f"{max(a, b)}"),
+        (f"Answer yes or no: is {a} greater than {b}?", "Yes." if a > b else "No."),
+        (f"Put the number {a} in a box, like this: \\boxed{{}}.", f"\\boxed{{{a}}}"),
+        (f"Give only the final answer, in \\boxed{{}}: what is {a} plus {b}?", f"\\boxed{{{a + b}}}"),
+        (f"Write {p} out of {q} as a fraction in LaTeX.", f"\\frac{{{p}}}{{{q}}}"),
+        (f"Repeat this sentence exactly: {name} likes {thing}.", f"{name} likes {thing}."),
+        (f"Count from {a} to {a + 3}, separated by commas.", ", ".join(str(a + i) for i in range(4))),
+        (f"Answer in one word: what does {name} collect, if {name} has a box full of {thing}?",
+         thing.capitalize() + "."),
     ])
+    return {"question": question, "solution": solution}
 
 # -----------------------------------------------------------------------------
 # the world
 
 
+def take(queues, pool, kind, rng):
+    """The next problem of a kind, from a shuffled walk over its pool, a new walk when one ends: every problem
+    is used before any is used twice."""
+    if not queues.get(kind):
+        queues[kind] = rng.sample(pool[kind], len(pool[kind]))
+    return queues[kind].pop()
+
+
+def pick_kind(rng, mix, kinds):
+    return rng.choices(kinds, [mix[k] for k in kinds])[0]
+
+
 def write_jsonl(path, rows):
-    tmp = path + ".tmp"
+    tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
     os.replace(tmp, path)
 
 
-def generate_world(cfg):
-    """Write the world into cfg.out_dir (skipped when the same config is already there); returns the counts."""
-    marker = os.path.join(cfg.out_dir, "world.json")
+def build(cfg):
+    """Every file's rows, {name: rows}, from cfg alone."""
+    unknown = sorted(set(cfg.mix) - set(KINDS))
+    if unknown or not any(v > 0 for v in cfg.mix.values()):
+        raise ValueError(f"mix={cfg.mix}: give some of the kinds {KINDS} a positive weight (unknown: {unknown})")
+    rng, split = random.Random(cfg.seed), pools(cfg)
+    kinds = list(split["train"])
+    empty = [k for k in kinds if not split["train"][k]]
+    if empty:
+        raise ValueError(f"kinds {empty} have no training problems; raise max_add/max_mul/max_x or lower the shares")
+    queues, files = {}, {}
+
+    def train_problem(kind=None):
+        kind = kind or pick_kind(rng, cfg.mix, kinds)
+        return pose(kind, take(queues, split["train"], kind, rng), rng)
+
+    def page():
+        kind = pick_kind(rng, cfg.mix, kinds)
+        return web_page(kind, [train_problem(kind) for _ in range(cfg.examples)], rng, cfg)
+
+    files["web_hq"] = [{"text": render(page())} for _ in range(cfg.web_docs)]
+    files["web_lq"] = [{"text": degrade(page(), rng, cfg.noise)} for _ in range(cfg.web_docs)]
+    qa = [train_problem() for _ in range(cfg.qa_short)]
+    files["qa_short"] = [{"question": p["question"], "solution": short_solution(p), "answer": p["answer"]} for p in qa]
+    qa = [train_problem() for _ in range(cfg.qa_long)]
+    files["qa_long"] = [{"question": p["question"], "solution": long_solution(p, rng, cfg.slip), "answer": p["answer"]}
+                        for p in qa]
+    files["instruct"] = [instruction(rng, cfg) for _ in range(cfg.instruct)]
+    rl_queues, rl_kinds = {}, [k for k in kinds if split["rl"][k]]
+    if cfg.rl and not rl_kinds:
+        raise ValueError(f"no RL problems among {kinds}: raise rl_share, max_add, max_mul or max_x")
+    rl = [pose(k, take(rl_queues, split["rl"], k, rng), rng) for k in (pick_kind(rng, cfg.mix, rl_kinds)
+                                                                      for _ in range(cfg.rl))]
+    files["rl"] = [{"question": p["question"], "answer": p["answer"]} for p in rl]
+    held_out = rng.sample([(k, n) for k in kinds for n in split["eval"][k]], cfg.eval)  # in a random order
+    files["benchmarks/synth/test"] = [{"question": pose(k, n, rng)["question"], "answer": answer(k, n)}
+                                      for k, n in held_out]
+    return files
+
+
+def generate_world(out_dir="out/world", seed=0, **knobs):
+    """Write the world of Config(out_dir, seed, **knobs) into out_dir, unless that same world is already there.
+    Returns world.json's contents: the config, each file's row count and each split's problems per kind."""
+    cfg = Config(out_dir=out_dir, seed=seed, **knobs)
+    marker = os.path.join(out_dir, "world.json")
+    config = json.loads(json.dumps(asdict(cfg)))
     if os.path.exists(marker):
         with open(marker) as f:
             done = json.load(f)
-        if done["config"] == json.loads(json.dumps(asdict(cfg))):
-            return done["counts"]
-    os.makedirs(os.path.join(cfg.out_dir, "benchmarks", "synth"), exist_ok=True)
-    rng = random.Random(cfg.seed)
-    files = {}
-    train = problems("train", cfg.qa_short + cfg.qa_long + 3 * cfg.web_docs, rng, cfg)
-    short, long_, web = train[:cfg.qa_short], train[cfg.qa_short:cfg.qa_short + cfg.qa_long], train[cfg.qa_short + cfg.qa_long:]
-    files["qa_short"] = [{"question": q, "answer": short_solution(k, s)} for k, n, q, s in short]
-    files["qa_long"] = [{"question": q, "answer": long_solution(k, s, rng)} for k, n, q, s in long_]
-    pages = []
-    for i in range(cfg.web_docs):  # a page on the kind of its first example, worked with those of that kind
-        examples = web[3 * i:3 * i + 3]
-        pages.append(web_page(examples[0][0], [e for e in examples if e[0] == examples[0][0]], rng))
-    files["web_hq"] = [{"text": p} for p in pages]
-    files["web_lq"] = [{"text": degrade(p, rng, cfg.noise)} for p in pages]
-    files["instruct"] = [instruction(rng) for _ in range(cfg.instruct)]
-    files["rl"] = [{"question": q, "answer": str(s[-1][3])} for _, _, q, s in problems("rl", cfg.rl, rng, cfg)]
-    held_out = [{"question": q, "answer": str(s[-1][3])} for _, _, q, s in problems("eval", cfg.eval, rng, cfg)]
+        there = all(os.path.exists(os.path.join(out_dir, f"{name}.jsonl")) for name in done["counts"])
+        if done["config"] == config and there:
+            return done
+        os.remove(marker)  # a half-rewritten folder must not look finished
+    files = build(cfg)
+    os.makedirs(os.path.join(out_dir, "benchmarks", "synth"), exist_ok=True)
     for name, rows in files.items():
-        write_jsonl(os.path.join(cfg.out_dir, f"{name}.jsonl"), rows)
-    write_jsonl(os.path.join(cfg.out_dir, "benchmarks", "synth", "test.jsonl"), held_out)
-    counts = {name: len(rows) for name, rows in files.items()} | {"eval": len(held_out)}
-    with open(marker + ".tmp", "w") as f:
-        json.dump({"config": asdict(cfg), "counts": counts}, f, indent=1)
-    os.replace(marker + ".tmp", marker)
-    return counts
+        write_jsonl(os.path.join(out_dir, f"{name}.jsonl"), rows)
+    split = pools(cfg)
+    done = {"config": config, "counts": {name: len(rows) for name, rows in files.items()},
+            "problems": {s: {k: len(v) for k, v in split[s].items()} for s in split}}
+    with open(f"{marker}.tmp{os.getpid()}", "w") as f:
+        json.dump(done, f, indent=1)
+    os.replace(f"{marker}.tmp{os.getpid()}", marker)
+    return done
 
 
 if __name__ == "__main__":
     cfg = configure(Config())
-    print(f"{cfg.out_dir}: {generate_world(cfg)}")
+    print(json.dumps(asdict(cfg), indent=1))
+    done = generate_world(**asdict(cfg))
+    print(f"{cfg.out_dir}: {done['counts']}")

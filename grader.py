@@ -612,7 +612,7 @@ def _sympy_equal(pred, gold, rel_tol):
 # the worker pool: sympy runs in other processes, so that a call that hangs can be killed
 
 _WORKER_CMD = [sys.executable, os.path.abspath(__file__), '--worker']
-_pool = []  # workers, dicts of proc, ready, job, deadline; started on first use, reused
+_pool = []  # workers, dicts of proc, ready, job, unread (bytes), deadline; started on first use, reused
 _pool_lock = threading.Lock()
 
 def _forget_pool():
@@ -634,7 +634,8 @@ def _start_worker(worker=None):
     # unlike multiprocessing's spawn it does not re-run the caller's __main__ (scripts, no guard)
     proc = subprocess.Popen(_WORKER_CMD, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, bufsize=0, start_new_session=True)
-    new = {'proc': proc, 'ready': False, 'job': None, 'deadline': time.monotonic() + STARTUP_TIMEOUT}
+    new = {'proc': proc, 'ready': False, 'job': None, 'unread': b'',
+           'deadline': time.monotonic() + STARTUP_TIMEOUT}
     if worker is None:
         return new
     worker.update(new)
@@ -669,15 +670,19 @@ def _run_jobs(jobs, rel_tol, timeout, workers):
             readable = wait([w['proc'].stdout for w in waiting], seconds)
             for w in waiting:
                 if w['proc'].stdout in readable:
-                    reply = os.read(w['proc'].stdout.fileno(), 64)
-                    if not reply:  # it died: on its pair (which stays False), or before it was ready
+                    data = os.read(w['proc'].stdout.fileno(), 64)
+                    if not data:  # it died: on its pair (which stays False), or before it was ready
                         if not w['ready'] and w['proc'].wait() >= 0:  # it exited on its own: it cannot start
                             raise RuntimeError(f"grader worker {_WORKER_CMD} exited at start: run it to see why")
                         _start_worker(w)
-                    elif not w['ready']:
-                        w['ready'] = True
-                    else:
-                        results[w['job']], w['job'] = reply.strip() == b'1', None
+                        continue
+                    w['unread'] += data  # a pipe may hand over a line in pieces: act on whole lines only
+                    while b'\n' in w['unread'] and (not w['ready'] or w['job'] is not None):
+                        line, w['unread'] = w['unread'].split(b'\n', 1)
+                        if not w['ready']:
+                            w['ready'] = True
+                        else:
+                            results[w['job']], w['job'] = line.strip() == b'1', None
                 elif time.monotonic() > w['deadline']:
                     if not w['ready']:
                         raise RuntimeError(f"grader worker {_WORKER_CMD} did not start within "

@@ -412,6 +412,18 @@ def test_hung_worker_is_killed_and_replaced(fresh_pool, monkeypatch):
     assert grade('\\boxed{x^2-1}', '(x-1)(x+1)')  # a dead worker is noticed and replaced
 
 
+def test_replies_split_across_reads_are_whole_lines(fresh_pool, monkeypatch):
+    # a pipe may deliver "ready\n" as "rea" + "dy\n": a piece of a line is not a reply
+    pieces = ('import os, sys, time\n'
+              'def say(*parts):\n'
+              '    for p in parts: os.write(1, p); time.sleep(0.05)\n'
+              'say(b"rea", b"dy\\n")\n'
+              'for line in sys.stdin: say(b"1", b"\\n")\n')
+    monkeypatch.setattr(grader, '_WORKER_CMD', [sys.executable, '-c', pieces])
+    assert grade_many([('\\boxed{x^2}', '(x-1)(x+1)')] * 3, workers=1) == [True] * 3  # this worker says 1 to all
+    assert grader._pool[0]['proc'].poll() is None  # and was never taken for a hung one
+
+
 def test_killed_worker_is_replaced(fresh_pool):
     assert grade('\\boxed{x^2-1}', '(x-1)(x+1)')
     os.kill(grader._pool[0]['proc'].pid, signal.SIGKILL)

@@ -287,7 +287,11 @@ def main(cfg):
 
     bar = tqdm(total=cfg.max_steps, initial=step, disable=rank != 0, desc=os.path.basename(cfg.out_dir))
     sync_weights(policy, model)
-    evals = held_out_eval() if step == 0 and cfg.eval_every else {}
+    if step == 0 and cfg.eval_every:  # the starting point of the held-out curve
+        row = {"step": 0, **held_out_eval()}
+        if rank == 0:
+            metrics.write(json.dumps(row) + "\n")
+            metrics.flush()
     while step < cfg.max_steps:
         # 1. rollout: this rank's prompts are the step's positions j = rank, rank + W, ...
         t0 = time.perf_counter()

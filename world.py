@@ -8,7 +8,8 @@ rendered as the paper's kinds of data and written as jsonl in the real corpora's
 out_dir gets
     web_hq.jsonl, web_lq.jsonl     {"text"}: math "web" pages, clean and degraded (MegaMath-Web-Pro vs FineMath)
     qa_short.jsonl, qa_long.jsonl  {"question", "solution", "answer"}: a brief worked solution, or a long one that
-                                   checks each step and catches its own slips; both end in \\boxed{answer}
+                                   checks each step and catches its own slips; qa_boxed of them end in
+                                   "The answer is \\boxed{answer}.", the rest state it in prose only
     instruct.jsonl                 {"question", "solution"}: a little instruction following
     rl.jsonl                       {"question", "answer"}: GRPO's prompts
     benchmarks/synth/test.jsonl    {"question", "answer"}: held-out problems (eval.py --data_dir=out/world/benchmarks)
@@ -20,7 +21,8 @@ in a seeded order of its kind, and only train problems are written into training
 low-quality pages never touches a question. So no RL or evaluation problem is ever the subject of training
 text. Web pages work their examples in prose ("So Ann has 12 apples now.") and box few answers (web_boxed):
 the \\boxed{} answer format comes mainly from the QA data, which is what makes QA in mid-training help RL, as
-in the paper.
+in the paper. Even the QA data boxes only some answers (qa_boxed), as scraped QA does: a model mid-trained on it
+gives a checkable final answer only sometimes, the habit zero-RL rewards first.
 """
 import hashlib
 import json
@@ -55,6 +57,7 @@ class Config:
     # rendering
     examples: int = 3             # worked examples on a web page
     web_boxed: float = 0.05       # the share of web examples that end in \boxed{} (most web math does not)
+    qa_boxed: float = 0.4         # the share of QA solutions that end in \boxed{}; the rest end at their last sentence
     slip: float = 0.3             # the chance a step of a long solution goes wrong first and is corrected
     noise: float = 0.5            # the share of a low-quality page's sentences that get damaged
 
@@ -239,8 +242,8 @@ def boxed(p):
     return f"The answer is \\boxed{{{p['answer']}}}."
 
 
-def short_solution(p):
-    return " ".join([step(p, i, f) + "." for i, f in enumerate(p["facts"])] + [f"So {conclusion(p)}.", boxed(p)])
+def short_solution(p, box=True):
+    return " ".join([step(p, i, f) + "." for i, f in enumerate(p["facts"])] + [f"So {conclusion(p)}."] + [boxed(p)] * box)
 
 
 def wrong(f, rng):
@@ -250,7 +253,7 @@ def wrong(f, rng):
     return (a, op, b, w) if w > 0 and w != r else (a, op, b, r + 1)
 
 
-def long_solution(p, rng, slip):
+def long_solution(p, rng, slip, box=True):
     """Works each step, checks it by its inverse, sometimes slips first and catches it, then checks the end."""
     out = ["Let's read the problem carefully and solve it one step at a time."]
     for i, f in enumerate(p["facts"]):
@@ -265,7 +268,7 @@ def long_solution(p, rng, slip):
         k, b, c = p["n"]
         x = int(p["answer"])
         out.append(f"Let me put it back into the equation: {k} \\times {x} = {k * x} and {k * x} + {b} = {c}. Correct.")
-    out += [f"So {conclusion(p)}.", "Every step checks out.", boxed(p)]
+    out += [f"So {conclusion(p)}.", "Every step checks out."] + [boxed(p)] * box
     return " ".join(out)
 
 # -----------------------------------------------------------------------------
@@ -414,11 +417,13 @@ def build(cfg):
 
     files["web_hq"] = [{"text": render(page())} for _ in range(cfg.web_docs)]
     files["web_lq"] = [{"text": degrade(page(), rng, cfg.noise)} for _ in range(cfg.web_docs)]
+    box = lambda: cfg.qa_boxed >= 1 or rng.random() < cfg.qa_boxed  # no draw at 1: the same world as before
     qa = [train_problem() for _ in range(cfg.qa_short)]
-    files["qa_short"] = [{"question": p["question"], "solution": short_solution(p), "answer": p["answer"]} for p in qa]
+    files["qa_short"] = [{"question": p["question"], "solution": short_solution(p, box()), "answer": p["answer"]}
+                         for p in qa]
     qa = [train_problem() for _ in range(cfg.qa_long)]
-    files["qa_long"] = [{"question": p["question"], "solution": long_solution(p, rng, cfg.slip), "answer": p["answer"]}
-                        for p in qa]
+    files["qa_long"] = [{"question": p["question"], "solution": long_solution(p, rng, cfg.slip, box()),
+                         "answer": p["answer"]} for p in qa]
     files["instruct"] = [instruction(rng, cfg) for _ in range(cfg.instruct)]
     rl_queues, rl_kinds = {}, [k for k in kinds if split["rl"][k]]
     if cfg.rl and not rl_kinds:

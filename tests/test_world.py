@@ -102,7 +102,15 @@ def test_solutions_grade_right_and_neighbours_wrong(small):
     pairs, expected = [], []
     for name in ["qa_short", "qa_long"]:
         rows = files[name]
+        boxed = ["\\boxed" in r["solution"] for r in rows]
+        assert abs(np.mean(boxed) - world.Config.qa_boxed) < 0.08  # the rest state their answer in prose only
         for i, r in enumerate(rows):
+            last = r["solution"].rsplit("So ", 1)[1]  # "So Kim has 20 cards now." (and the boxed answer)
+            assert re.search(rf"(?<![\d/{{]){re.escape(r['answer'])}(?![\d}}])", last.split("The answer is")[0]) or \
+                r["answer"].startswith("\\frac"), (r["solution"], r["answer"])
+            if "\\boxed" not in r["solution"]:
+                assert extract_answer(r["solution"]) is None and r["solution"].endswith(".")
+                continue
             assert extract_answer(r["solution"]) == r["answer"]
             assert r["solution"].endswith(f"\\boxed{{{r['answer']}}}.") and r["solution"].count("\\boxed") == 1
             pairs.append((r["solution"], r["answer"]))

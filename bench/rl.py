@@ -1,0 +1,118 @@
+"""
+GRPO step throughput: rollout tokens/s (model.generate on the full rollout copy, sampling at temperature 1)
+and update tokens/s (old log-probs, then the clipped surrogate's forward and backward, and AdamW), and the
+share of the step spent generating. Random weights and prompt tokens, every response its full length, so it
+measures rl.py's two halves, not what a model has learned to write.
+
+    python bench/rl.py        # GPU: Llama-3.2-1B, 128 prompts x 16 samples x 1024 tokens; CPU: rl_tiny's shapes
+
+On a GPU it also gives the memory-bandwidth floor of decoding (every weight and the visible KV cache read once
+a step), as bench/generate.py does.
+"""
+import argparse
+import os
+import platform
+import sys
+import time
+from datetime import date
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # first: the repo's rl.py, not this
+import rl  # noqa: E402
+from generate import copy_bandwidth, decode_floor_s  # noqa: E402  (bench/generate.py)
+from model import Llama, ModelConfig  # noqa: E402
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def step(model, policy, optimizer, prompts, cfg, device):
+    """One GRPO step's rollout and update, timed: (rollout seconds, generated tokens, update seconds, tokens)."""
+    sync(device)
+    t0 = time.perf_counter()
+    responses = []
+    for i in range(0, len(prompts), cfg.gen_batch):
+        seeds = [rl.sample_seed(0, 0, j, 0) for j in range(i, min(i + cfg.gen_batch, len(prompts)))]
+        out, _ = policy.generate(prompts[i:i + cfg.gen_batch], cfg.new_tokens, temperature=1.0, seed=seeds)
+        responses += out
+    sync(device)
+    t_rollout = time.perf_counter() - t0
+    x, y, mask = rl.sequences(prompts, responses)
+    advantages = rl.group_advantages(torch.randn(len(prompts)), cfg.samples)
+    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    t1 = time.perf_counter()
+    with torch.no_grad(), autocast:
+        old = torch.cat([model.logprobs(x[i:i + cfg.micro_batch].to(device), y[i:i + cfg.micro_batch].to(device))[0]
+                         for i in range(0, len(x), cfg.micro_batch)]).float()
+    total = mask.sum().item()
+    for i in range(0, len(x), cfg.micro_batch):
+        s = slice(i, i + cfg.micro_batch)
+        with autocast:
+            logprobs, entropy = model.logprobs(x[s].to(device), y[s].to(device), entropy=True)
+        loss, _ = rl.policy_loss(logprobs.float(), old[s], advantages[s].to(device), mask[s].to(device), total=total)
+        loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    sync(device)
+    return t_rollout, sum(map(len, responses)), time.perf_counter() - t1, total
+
+
+def main():
+    cuda = torch.cuda.is_available()
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", default="llama3.2-1b" if cuda else "tiny")
+    ap.add_argument("--prompts", type=int, default=128 if cuda else 16)
+    ap.add_argument("--samples", type=int, default=16 if cuda else 8)
+    ap.add_argument("--prompt_len", type=int, default=256 if cuda else 30)
+    ap.add_argument("--new_tokens", type=int, default=1024 if cuda else 80)
+    ap.add_argument("--gen_batch", type=int, default=512 if cuda else 128)
+    ap.add_argument("--micro_batch", type=int, default=8 if cuda else 64)
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--out", default=None, help="markdown file (default bench/results/rl_<device>.md)")
+    args = ap.parse_args()
+    device = torch.device("cuda" if cuda else "cpu")
+    torch.manual_seed(0)
+    # the CPU default is rl_tiny's model (configs/tiny.py's shape, the world tokenizer's 1024 ids)
+    extra = {} if cuda else {"dim": 128, "n_layers": 4, "n_heads": 4, "n_kv_heads": 2, "ffn_dim": 384,
+                             "vocab_size": 1024, "max_seq_len": 1024, "rope_original_len": 256}
+    mcfg = ModelConfig.preset(args.preset, **extra)
+    model = Llama(mcfg).to(device)
+    policy = Llama(mcfg).to(device, torch.bfloat16 if cuda else torch.float32).eval()
+    policy.load_state_dict(model.state_dict())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6, fused=cuda)
+    g = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(0, mcfg.vocab_size, (args.prompt_len,), generator=g).tolist()
+               for _ in range(args.prompts) for _ in range(args.samples)]
+    for _ in range(args.steps):  # the last one is reported; the first warms up
+        t_rollout, gen_tokens, t_update, upd_tokens = step(model, policy, optimizer, prompts, args, device)
+    params = sum(p.numel() for p in model.parameters())
+    name = f"{torch.cuda.get_device_name()}, bf16" if cuda else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads), fp32"
+    lines = ["# GRPO step throughput (bench/rl.py)\n",
+             f"{name}, {date.today()}, torch {torch.__version__}; model {args.preset} ({params / 1e6:,.1f}M parameters, "
+             f"random weights); {args.prompts} prompts x {args.samples} samples, prompts of {args.prompt_len} tokens, "
+             f"responses of {args.new_tokens} tokens, generate batches of {args.gen_batch}, update micro-batches of "
+             f"{args.micro_batch}; the last of {args.steps} steps.\n",
+             "| rollout tok/s | update tok/s | rollout s | update s | share generating |" + (" decode floor s | floor / rollout |" if cuda else ""),
+             "|---|---|---|---|---|" + ("---|---|" if cuda else "")]
+    row = (f"| {gen_tokens / t_rollout:,.0f} | {upd_tokens / t_update:,.0f} | {t_rollout:.1f} | {t_update:.1f} | "
+           f"{t_rollout / (t_rollout + t_update):.0%} |")
+    if cuda:
+        n = args.gen_batch
+        floor = decode_floor_s(mcfg, 2 * params, [[0] * args.prompt_len] * n, args.new_tokens, 2, copy_bandwidth())
+        floor *= len(prompts) / n
+        row += f" {floor:.1f} | {floor / t_rollout:.2f} |"
+    lines.append(row)
+    print("\n".join(lines))
+    out = args.out or os.path.join(os.path.dirname(__file__), "results", f"rl_{device.type}.md")
+    with open(out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -281,6 +281,7 @@ def main(cfg):
             scores = evaluation.evaluate(generate, cfg.eval_benchmarks.split(","), mode="zeroshot", template=cfg.template,
                                          limit=cfg.eval_limit or None, data_dir=cfg.eval_data)
             results = {f"eval/{name}": s["accuracy"] for name, s in scores.items()}
+            results |= {f"eval/{name}_response_len": s["mean_response_tokens"] for name, s in scores.items()}
             tqdm.write(f"step {step}: held-out greedy accuracy {results}")
         train.barrier()
         return results

@@ -41,7 +41,8 @@ class Config:
     # model: a preset trained from scratch, or init_from a checkpoint
     model: str = "llama3.2-1b"         # a ModelConfig preset, used when init_from is ""
     model_args: dict = field(default_factory=dict)  # overrides of the preset, e.g. {"vocab_size": 4096}
-    init_from: str = ""                # a run folder (its newest checkpoint), an HF folder or a hub id
+    init_from: str = ""                # a run folder (its newest checkpoint), one checkpoint (run/ckpt/step_N),
+                                       # an HF folder or a hub id
     init_optimizer: bool = False       # from a run folder: continue with its optimizer state too
     tokenizer: str = ""                # a tokenizer folder or hub id; "" = init_from's
     # data
@@ -239,6 +240,9 @@ def resolve_init(cfg):
     """(model config, HF folder or None, run checkpoint or None) of what the run starts from."""
     if not cfg.init_from:
         return ModelConfig.preset(cfg.model, **cfg.model_args), None, None
+    if os.path.exists(os.path.join(cfg.init_from, "meta.json")):  # one checkpoint of a run: ckpt/step_N
+        with open(os.path.join(cfg.init_from, "meta.json")) as f:
+            return ModelConfig(**json.load(f)["model_config"]), None, cfg.init_from
     if os.path.isdir(os.path.join(cfg.init_from, "ckpt")):
         ckpt = latest_checkpoint(cfg.init_from)
         if ckpt is None:

@@ -121,6 +121,21 @@ def test_decay_branches_start_from_the_stable_checkpoint(corpus, tmp_path):
     assert any(not torch.equal(weights[False][n], weights[True][n]) for n in weights[False])
 
 
+def test_a_branch_can_start_from_an_earlier_checkpoint_of_the_stable_run(corpus, tmp_path):
+    stable = tmp_path / "stable"
+    run(corpus + SMALL + ["--max_steps=8", "--ckpt_every=4", "--warmup=0.2", "--decay=0"], stable)
+    earlier = stable / "ckpt" / "step_000004"
+    branch = tmp_path / "branch"  # lr 0: its export is exactly the weights it started from
+    run(corpus + SMALL + ["--max_steps=1", "--lr=0", "--min_lr=0", f"--init_from={earlier}", "--tokenizer="], branch)
+    meta = json.loads((earlier / "meta.json").read_text())
+    model = Llama(train.ModelConfig(**meta["model_config"]))
+    train.load_checkpoint(str(earlier), model)
+    start, last = Llama.from_pretrained(str(branch / "hf")).state_dict(), Llama.from_pretrained(str(stable / "hf")).state_dict()
+    for n, p in model.named_parameters():
+        assert torch.equal(start[n], p.detach()), n
+    assert any(not torch.equal(start[n], last[n]) for n in start)  # not the stable run's last weights
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -321,9 +321,11 @@ def main(cfg):
         x, y, mask = sequences(prompt_tokens, responses)
         seq_lens = [len(p) + len(r) - 1 for p, r in zip(prompt_tokens, responses)]
         mask &= keep[:, None]
+        on_policy = P == M  # one optimizer step per rollout: the old log-probs are the current ones, no extra pass
         with torch.no_grad(), autocast:
-            old = torch.cat([model.logprobs(x[i:i + cfg.micro_batch].to(device), y[i:i + cfg.micro_batch].to(device))[0]
-                             for i in range(0, len(x), cfg.micro_batch)]).float()
+            old = None if on_policy else torch.cat(
+                [model.logprobs(x[i:i + cfg.micro_batch].to(device), y[i:i + cfg.micro_batch].to(device))[0]
+                 for i in range(0, len(x), cfg.micro_batch)]).float()
             ref = torch.cat([reference.logprobs(x[i:i + cfg.micro_batch].to(device), y[i:i + cfg.micro_batch].to(device))[0]
                              for i in range(0, len(x), cfg.micro_batch)]).float() if reference else None
         per_update = M // world_size * G  # this rank's sequences in one mini-batch
@@ -342,8 +344,9 @@ def main(cfg):
                     model.set_requires_gradient_sync(m == len(micro) - 1)
                 with autocast:
                     logprobs, entropy = model.logprobs(xb, yb, entropy=True)
+                old_logprobs = logprobs.detach().float() if on_policy else old[s, :width].to(device)
                 loss, stats = policy_loss(
-                    logprobs.float(), old[s, :width].to(device), advantages[s].to(device), mb, cfg.clip_low,
+                    logprobs.float(), old_logprobs, advantages[s].to(device), mb, cfg.clip_low,
                     cfg.clip_high, cfg.loss_agg, None if ref is None else ref[s, :width].to(device), cfg.kl_coef,
                     entropy.float(), cfg.entropy_coef, total=max(total, 1), max_len=max_new)
                 (loss * world_size).backward()  # FSDP averages gradients over ranks; loss already has the global total

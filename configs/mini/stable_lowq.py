@@ -1,0 +1,20 @@
+# The stable stage on the low-quality web pages (the world's FineMath): the same model, steps and schedule as
+# configs/mini/stable.py, only the corpus differs.
+#   python train.py configs/mini/stable_lowq.py
+model = "tiny"
+model_args = {"dim": 128, "n_layers": 4, "n_heads": 4, "n_kv_heads": 2, "ffn_dim": 384, "max_seq_len": 1024,
+              "rope_original_len": 256}
+tokenizer = "out/miniature/world/tokenizer"
+mixture = {"web": ("out/miniature/world/data/web_lq", 1.0)}
+seq_len = 256
+batch_tokens = 16 * 256
+micro_batch = 16
+lr = 3e-3
+weight_decay = 0.0
+max_steps = 200
+warmup = 0.05
+decay = 0
+out_dir = "out/miniature/stable_lowq"
+ckpt_every = 100
+keep_checkpoints = 2
+export_dtype = "float32"

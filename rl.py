@@ -335,10 +335,12 @@ def main(cfg):
             n_tokens = train.all_sum(mask[rows.start:rows.stop].sum().item(), device)
             n_seqs = train.all_sum(keep[rows.start:rows.stop].sum().item(), device)
             total = n_tokens if cfg.loss_agg == "token-mean" else n_seqs
-            micro = range(rows.start, rows.stop, cfg.micro_batch)
-            for m, i in enumerate(micro):
-                s = slice(i, min(i + cfg.micro_batch, rows.stop))
-                width = max(seq_lens[s])  # no padding beyond the longest row of the micro-batch
+            # rows of similar length share a micro-batch (the loss is a sum, so any split gives the same gradient),
+            # and a micro-batch is as wide as its longest row: little padding
+            order = sorted(rows, key=lambda i: seq_lens[i])
+            micro = [torch.tensor(order[i:i + cfg.micro_batch]) for i in range(0, len(order), cfg.micro_batch)]
+            for m, s in enumerate(micro):
+                width = max(seq_lens[i] for i in s.tolist())
                 xb, yb, mb = (t[s, :width].to(device) for t in (x, y, mask))
                 if world_size > 1:
                     model.set_requires_gradient_sync(m == len(micro) - 1)

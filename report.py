@@ -37,6 +37,10 @@ def runs(out_dir, branch):
     return out
 
 
+def mean(xs):
+    return sum(xs) / len(xs)
+
+
 def slope(ys):
     """Least-squares slope of ys against 0, 1, 2, ...: reward gained per step."""
     n = len(ys)
@@ -50,7 +54,6 @@ def summarize(seeds):
     for s, e in evals.items():
         if not e or e[0]["step"] != 0 or len(e) < 2:
             raise ValueError(f"seed {s}: a run needs its held-out evaluation at step 0 and at its end; is it finished?")
-    mean = lambda xs: sum(xs) / len(xs)
     return {"base_accuracy": mean([e[0]["eval/synth"] for e in evals.values()]),  # one model, greedy: equal
             "rl_accuracy": [e[-1]["eval/synth"] for e in evals.values()],
             "response_length": {"base": mean([e[0]["eval/synth_response_len"] for e in evals.values()]),
@@ -62,7 +65,6 @@ def summarize(seeds):
 
 def compare(b, x, y):
     """x's RL accuracy against y's, with the spread over seeds: (difference of means, spread, text)."""
-    mean = lambda xs: sum(xs) / len(xs)
     diff = mean(b[x]["rl_accuracy"]) - mean(b[y]["rl_accuracy"])
     spread = max(max(b[k]["rl_accuracy"]) - min(b[k]["rl_accuracy"]) for k in (x, y))
     verdict = "more than" if abs(diff) > spread else "within"

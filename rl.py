@@ -202,6 +202,13 @@ def sync_weights(rollout_model, model):
             p.copy_(state[name])
 
 
+@torch.no_grad()
+def all_logprobs(model, x, y, micro_batch, device):
+    """Per-token log-probs (float32, (B, T)) of every row's targets, a micro-batch at a time, without gradients."""
+    return torch.cat([model.logprobs(x[i:i + micro_batch].to(device), y[i:i + micro_batch].to(device))[0]
+                      for i in range(0, len(x), micro_batch)]).float()
+
+
 def pad(rows, value):
     width = max(len(r) for r in rows)
     return torch.tensor([r + [value] * (width - len(r)) for r in rows])
@@ -322,12 +329,9 @@ def main(cfg):
         seq_lens = [len(p) + len(r) - 1 for p, r in zip(prompt_tokens, responses)]
         mask &= keep[:, None]
         on_policy = P == M  # one optimizer step per rollout: the old log-probs are the current ones, no extra pass
-        with torch.no_grad(), autocast:
-            old = None if on_policy else torch.cat(
-                [model.logprobs(x[i:i + cfg.micro_batch].to(device), y[i:i + cfg.micro_batch].to(device))[0]
-                 for i in range(0, len(x), cfg.micro_batch)]).float()
-            ref = torch.cat([reference.logprobs(x[i:i + cfg.micro_batch].to(device), y[i:i + cfg.micro_batch].to(device))[0]
-                             for i in range(0, len(x), cfg.micro_batch)]).float() if reference else None
+        with autocast:
+            old = None if on_policy else all_logprobs(model, x, y, cfg.micro_batch, device)
+            ref = all_logprobs(reference, x, y, cfg.micro_batch, device) if reference else None
         per_update = M // world_size * G  # this rank's sequences in one mini-batch
         sums = dict.fromkeys(["loss", "clip_frac", "kl", "entropy", "grad_norm"], 0.0)
         for u in range(P // M):

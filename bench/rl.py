@@ -45,9 +45,8 @@ def step(model, policy, optimizer, prompts, cfg, device):
     advantages = rl.group_advantages(torch.randn(len(prompts)), cfg.samples)
     autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     t1 = time.perf_counter()
-    with torch.no_grad(), autocast:
-        old = torch.cat([model.logprobs(x[i:i + cfg.micro_batch].to(device), y[i:i + cfg.micro_batch].to(device))[0]
-                         for i in range(0, len(x), cfg.micro_batch)]).float()
+    with autocast:
+        old = rl.all_logprobs(model, x, y, cfg.micro_batch, device)
     total = mask.sum().item()
     for i in range(0, len(x), cfg.micro_batch):
         s = slice(i, i + cfg.micro_batch)

@@ -145,10 +145,14 @@ SMALL = ["--prompts_per_step=4", "--samples_per_prompt=4", "--mini_batch_prompts
 TIMING = ("rollout_tok_per_s", "update_tok_per_s")
 
 
+def script_env():
+    """This interpreter's folder first on PATH: init_commands call `python`."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
 def rl(root, *args, launcher=(sys.executable,)):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # `python` in init_commands
-    out = subprocess.run([*launcher, "rl.py", "configs/rl_tiny.py", *args], cwd=root, env=env, capture_output=True,
-                         text=True)
+    out = subprocess.run([*launcher, "rl.py", "configs/rl_tiny.py", *args], cwd=root, env=script_env(),
+                         capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
 
 
@@ -188,9 +192,8 @@ def test_rl_tiny_learns(clone, out):
 def test_rl_kill_and_resume_gives_identical_metrics(clone):
     rl(clone, *SMALL, "--out_dir=out/straight")
     out = clone / "out" / "killed"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.Popen([sys.executable, "rl.py", "configs/rl_tiny.py", *SMALL, f"--out_dir={out}"], cwd=clone,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=script_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not (out / "ckpt" / "step_000004").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)

@@ -64,6 +64,7 @@ class Config:
     top_p: float = 1.0
     max_new_tokens: int = 1024
     batch_size: int = 64
+    compile: bool = False              # torch.compile the decode step: pays off on long runs, on a GPU above all
     seed: int = 0
     # output
     out_dir: str = ""                  # "": <run>/eval, or out/eval/<hub id>
@@ -214,7 +215,8 @@ def evaluate(generate, benchmarks, mode="fewshot", n_samples=1, limit=None, data
     return results
 
 
-def model_generate(model, tokenizer, max_new_tokens, batch_size=64, stop=(), temperature=0.0, top_p=1.0, seed=0):
+def model_generate(model, tokenizer, max_new_tokens, batch_size=64, stop=(), temperature=0.0, top_p=1.0, seed=0,
+                   compile=False):
     """Our model as generate(prompts) -> completions: each prompt after BOS, longest first in batches of
     batch_size (similar lengths share a batch, and running out of memory shows in the first one), ending at
     EOS, end-of-turn or a stop string, which the completion leaves out. Prompt i samples from (seed, i)
@@ -231,7 +233,7 @@ def model_generate(model, tokenizer, max_new_tokens, batch_size=64, stop=(), tem
             rows = order[start:start + batch_size]
             tokens, _ = model.generate([encoded[i] for i in rows], max_new_tokens, temperature, top_p,
                                        stop_ids=stop_ids, seed=[(seed << 32) + i for i in rows],
-                                       stop_strings=stop, decode=tokenizer.decode)
+                                       stop_strings=stop, decode=tokenizer.decode, compile=compile)
             for i, t in zip(rows, tokens):
                 generate.new_tokens[i] = len(t)
                 if t and t[-1] in stop_ids:  # decoded, it would be the text "<|end_of_text|>"
@@ -313,7 +315,7 @@ def main(cfg):
     model = Llama.from_pretrained(folder, dtype=dtype, device=device).eval()
     tokenizer = Tokenizer.from_pretrained(folder)
     generate = model_generate(model, tokenizer, cfg.max_new_tokens, cfg.batch_size,
-                              stop_strings(cfg.mode, cfg.template), cfg.temperature, cfg.top_p, cfg.seed)
+                              stop_strings(cfg.mode, cfg.template), cfg.temperature, cfg.top_p, cfg.seed, cfg.compile)
     results = {}
     for name in names:
         results |= evaluate(generate, [name], cfg.mode, cfg.n_samples, cfg.limit or None, cfg.data_dir or None,

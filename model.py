@@ -6,6 +6,7 @@ attention, SwiGLU, optionally tied embeddings), so released checkpoints such as 
 or OctoThinker/OctoThinker-1B-Hybrid-Base load as they are, and what we save loads in transformers and
 vLLM. Module names mirror Hugging Face's, so a checkpoint's tensor name is ours with "model." in front.
 """
+import functools
 import glob
 import json
 import os
@@ -103,14 +104,12 @@ def doc_positions(doc_ids):
     return torch.arange(doc_ids.shape[1], device=doc_ids.device) - start
 
 
-def decode_attention(q, k, v, kv_len):
-    """One decode step against the cache: q (B, 1, Hq, D), k and v (B, Hkv, S, D), row b seeing slots
-    [0, kv_len[b]). The query heads of a group become the query rows of one attention over its K/V,
-    so K/V are read once per group and never repeated."""
+def decode_attention(q, k, v, visible):
+    """One decode step against the cache: q (B, 1, Hq, D), k and v (B, Hkv, S, D), visible (B, 1, 1, S)
+    the slots each row sees. The query heads of a group become the query rows of one attention over
+    its K/V, so K/V are read once per group and never repeated."""
     B, _, Hq, D = q.shape
-    Hkv, S = k.shape[1], k.shape[2]
-    visible = torch.arange(S, device=q.device) < kv_len[:, None]
-    y = F.scaled_dot_product_attention(q.view(B, Hkv, Hq // Hkv, D), k, v, attn_mask=visible[:, None, None, :])
+    y = F.scaled_dot_product_attention(q.view(B, k.shape[1], Hq // k.shape[1], D), k, v, attn_mask=visible)
     return y.view(B, 1, Hq, D)
 
 
@@ -139,7 +138,7 @@ class Attention(nn.Module):
         k = apply_rope(self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim), cos, sin)
         v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim)
         if cache is not None and cache.decoding:
-            y = decode_attention(q, *cache.append(self.layer, k, v), cache.kv_len)
+            y = decode_attention(q, *cache.append(self.layer, k, v), cache.visible)
         else:
             if cache is not None:
                 cache.prefill(self.layer, k, v)
@@ -187,9 +186,11 @@ class KVCache:
         self.v[layer][:, :, :v.shape[1]] = v.transpose(1, 2)
 
     def set_positions(self, pos, length):
-        """Decode next at slot pos[b] of each row; length = max(pos) + 1, a python int (no GPU sync)."""
-        self.decoding, self.pos, self.kv_len, self.length = True, pos, pos + 1, length
+        """Decode next at slot pos[b] of each row; length = max(pos) + 1, a python int (no GPU sync).
+        The mask of visible slots is made here once per step, not once per layer."""
+        self.decoding, self.pos, self.length = True, pos, length
         self.rows = torch.arange(len(pos), device=pos.device)
+        self.visible = (torch.arange(length, device=pos.device) <= pos[:, None])[:, None, None, :]
 
     def append(self, layer, k, v):  # one new token per row; returns the visible cache
         self.k[layer][self.rows, :, self.pos] = k[:, 0]
@@ -253,14 +254,16 @@ class Llama(nn.Module):
 
     @torch.no_grad()
     def generate(self, prompts, max_new_tokens, temperature=1.0, top_p=1.0, stop_ids=(), seed=None,
-                 stop_strings=(), decode=None):
+                 stop_strings=(), decode=None, compile=False):
         """Sample continuations of prompts (lists of token ids, any lengths), all in one batch.
         Returns (tokens, logprobs): per prompt, its new token ids, ending with the first stop id or the
         token that completes a stop string (both kept) or after max_new_tokens, and the model's
         log-probability of each (log-softmax of the raw logits, before temperature and top-p).
         temperature=0 is greedy. seed: an int, where prompt i then draws from (seed, i), or one seed per
         prompt; a prompt's sample depends only on its own seed, never on the rest of the batch. None
-        draws the seed from torch's global generator. stop_strings need decode (token ids -> str)."""
+        draws the seed from torch's global generator. stop_strings need decode (token ids -> str).
+        compile: run each decode step through torch.compile (one graph for every batch size and cache
+        length; worth its compile time on long generations, on a GPU above all)."""
         cfg, device = self.config, self.lm_head.weight.device
         check_generate_args(prompts, max_new_tokens, temperature, top_p, cfg)
         if stop_strings and decode is None:
@@ -302,7 +305,7 @@ class Llama(nn.Module):
                 tok, lens_t = tok[keep], lens_t[keep]
                 cache.keep(keep)
             cache.set_positions(lens_t + step, max(lens[r] for r in rows) + step + 1)
-            logits = self.lm_head(self.hidden(tok[:, None], cache.pos[:, None], cache=cache))[:, 0]
+            logits = (compiled(decode_step) if compile else decode_step)(self, tok, cache)
         return out_tokens, out_logprobs
 
     # -------------------------------------------------------------------------
@@ -442,6 +445,17 @@ def config_to_hf(cfg, dtype=torch.bfloat16):
 
 # -----------------------------------------------------------------------------
 # loss and sampling
+
+
+def decode_step(model, tok, cache):
+    """Next-token logits (B, vocab) after one new token per row, at the positions the cache was set to."""
+    return model.lm_head(model.hidden(tok[:, None], cache.pos[:, None], cache=cache))[:, 0]
+
+
+@functools.cache  # compiled on first use, not at import (importing dynamo costs every script a second)
+def compiled(fn):
+    # dynamic: the batch shrinks as rows finish and the cache grows each step; neither should recompile
+    return torch.compile(fn, dynamic=True)
 
 
 def chunked_cross_entropy(h, weight, targets):

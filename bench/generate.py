@@ -1,9 +1,10 @@
 """
-Decoding speed of model.generate against transformers' generate on the same weights, greedy, with
-ragged prompts, at batch 1 and 32 (and 64 on a GPU), written as a markdown table to bench/results/.
+Decoding speed of model.generate, eager and with its decode step compiled, against transformers' generate
+on the same weights, greedy, with ragged prompts, at batch 1 and 32 (and 64 on a GPU), written as a
+markdown table to bench/results/.
 
-    python bench/generate.py                 # CPU: the 'mini' model; GPU: Llama-3.2-1B shapes, bf16
-    python bench/generate.py --preset=tiny --new_tokens=16 --repeats=1   # a quick smoke run
+    python bench/generate.py                 # CPU: the 'mini' preset and the miniature's model; GPU: Llama-3.2-1B shapes, bf16
+    python bench/generate.py --models=miniature --new_tokens=16 --repeats=1   # a quick smoke run
 
 On a GPU it also reports the memory-bandwidth floor of each decode step (every weight and the batch's
 KV cache read once) against the measured copy bandwidth of the card.
@@ -11,6 +12,7 @@ KV cache read once) against the measured copy bandwidth of the card.
 import argparse
 import os
 import platform
+import runpy
 import statistics
 import sys
 import tempfile
@@ -19,7 +21,8 @@ from datetime import date
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 from model import Llama, ModelConfig  # noqa: E402
 
 
@@ -49,8 +52,8 @@ def make_prompts(batch, vocab, lo, hi, seed):
     return [torch.randint(0, vocab, (n,), generator=g).tolist() for n in lens]
 
 
-def ours(model, prompts, new_tokens):
-    tokens, _ = model.generate(prompts, max_new_tokens=new_tokens, temperature=0)
+def ours(model, prompts, new_tokens, compile=False):
+    tokens, _ = model.generate(prompts, max_new_tokens=new_tokens, temperature=0, compile=compile)
     assert all(len(t) == new_tokens for t in tokens)
 
 
@@ -80,10 +83,18 @@ def copy_bandwidth():
     return 2 * x.numel() / t  # a copy reads and writes every byte
 
 
+def model_config(name):
+    """A preset, or 'miniature': the model the CPU miniature trains (configs/tiny.py, its world's 716 tokens)."""
+    if name != "miniature":
+        return ModelConfig.preset(name)
+    tiny = runpy.run_path(os.path.join(ROOT, "configs", "tiny.py"))
+    return ModelConfig.preset(tiny["model"], **tiny["model_args"], vocab_size=716)
+
+
 def main():
     cuda = torch.cuda.is_available()
     ap = argparse.ArgumentParser()
-    ap.add_argument("--preset", default="llama3.2-1b" if cuda else "mini")
+    ap.add_argument("--models", default="llama3.2-1b" if cuda else "mini,miniature", help="presets, or 'miniature'")
     ap.add_argument("--batches", default="1,32,64" if cuda else "1,32")
     ap.add_argument("--new_tokens", type=int, default=256 if cuda else 128)
     ap.add_argument("--prompt_len", default="64,256" if cuda else "16,64", help="min,max prompt length")
@@ -94,39 +105,45 @@ def main():
 
     device = "cuda" if cuda else "cpu"
     dtype = torch.bfloat16 if cuda else torch.float32
-    torch.manual_seed(0)
-    cfg = ModelConfig.preset(args.preset)
-    with tempfile.TemporaryDirectory() as d:
-        Llama(cfg).to(dtype).save_pretrained(d)
-        model = Llama.from_pretrained(d, device=device).eval()
-        hf = transformers.LlamaForCausalLM.from_pretrained(d, dtype=dtype).to(device).eval()
-    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     bandwidth = copy_bandwidth() if cuda else None
     lo, hi = map(int, args.prompt_len.split(","))
     name = torch.cuda.get_device_name() if cuda else f"CPU ({platform.processor() or platform.machine()}, " \
                                                     f"{torch.get_num_threads()} threads)"
     header = (f"# model.generate vs transformers generate\n\n"
               f"{name}, {date.today()}, torch {torch.__version__}, transformers {transformers.__version__}, "
-              f"preset `{args.preset}` ({param_bytes / 1e6:.1f} MB of {str(dtype)[6:]} weights), greedy, "
-              f"prompts of {lo}-{hi} tokens, {args.new_tokens} new tokens, median of {args.repeats}.\n")
-    cols = "| batch | ours tok/s | transformers tok/s | speed-up |" + (" floor tok/s | ours / floor |" if cuda else "")
+              f"{str(dtype)[6:]} weights, greedy, prompts of {lo}-{hi} tokens, {args.new_tokens} new tokens, "
+              f"median of {args.repeats}. Compiled: `generate(compile=True)`, timed after its first call "
+              f"(which compiles).\n")
+    cols = ("| model | batch | ours tok/s | ours compiled tok/s | transformers tok/s | ours / transformers "
+            "| compiled / transformers |" + (" floor tok/s | compiled / floor |" if cuda else ""))
     rows = [header, cols, "|" + "---|" * (cols.count("|") - 1)]
     print(header + "\n" + cols)
-    for batch in map(int, args.batches.split(",")):
-        prompts = make_prompts(batch, cfg.vocab_size, lo, hi, seed=batch)
-        n = batch * args.new_tokens
-        t_ours, t_hf = timed([lambda: ours(model, prompts, args.new_tokens),
-                              lambda: theirs(hf, prompts, args.new_tokens, device)], args.repeats)
-        row = f"| {batch} | {n / t_ours:,.0f} | {n / t_hf:,.0f} | {t_hf / t_ours:.2f}x |"
-        if cuda:
-            floor = decode_floor_s(cfg, param_bytes, prompts, args.new_tokens, 2, bandwidth)
-            row += f" {n / floor:,.0f} | {floor / t_ours:.2f} |"
-        rows.append(row)
-        print(row, flush=True)
+    for model_name in args.models.split(","):
+        torch.manual_seed(0)
+        cfg = model_config(model_name)
+        with tempfile.TemporaryDirectory() as d:
+            Llama(cfg).to(dtype).save_pretrained(d)
+            model = Llama.from_pretrained(d, device=device).eval()
+            hf = transformers.LlamaForCausalLM.from_pretrained(d, dtype=dtype).to(device).eval()
+        param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        label = f"{model_name} ({param_bytes / 1e6:.1f} MB)"
+        for batch in map(int, args.batches.split(",")):
+            prompts = make_prompts(batch, cfg.vocab_size, lo, hi, seed=batch)
+            n = batch * args.new_tokens
+            t_ours, t_compiled, t_hf = timed([lambda: ours(model, prompts, args.new_tokens),
+                                              lambda: ours(model, prompts, args.new_tokens, compile=True),
+                                              lambda: theirs(hf, prompts, args.new_tokens, device)], args.repeats)
+            row = (f"| {label} | {batch} | {n / t_ours:,.0f} | {n / t_compiled:,.0f} | {n / t_hf:,.0f} "
+                   f"| {t_hf / t_ours:.2f}x | {t_hf / t_compiled:.2f}x |")
+            if cuda:
+                floor = decode_floor_s(cfg, param_bytes, prompts, args.new_tokens, 2, bandwidth)
+                row += f" {n / floor:,.0f} | {floor / t_compiled:.2f} |"
+            rows.append(row)
+            print(row, flush=True)
     if cuda:
         rows.append(f"\nFloor: every weight and the visible KV cache read once per step at the measured copy "
                     f"bandwidth ({bandwidth / 1e12:.2f} TB/s); prefill is included in our time, not in the floor.")
-    out = args.out or os.path.join(os.path.dirname(__file__), "results", f"generate_{device}.md")
+    out = args.out or os.path.join(ROOT, "bench", "results", f"generate_{device}.md")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         f.write("\n".join(rows) + "\n")

@@ -241,6 +241,19 @@ def test_stop_ids_end_each_row_at_its_first_stop():
     assert len(tokens[0]) <= 7
 
 
+def test_compiled_decode_step_samples_what_eager_samples():
+    model = small_model()
+    free, _ = model.generate(PROMPTS, max_new_tokens=30, temperature=0)
+    stops = [free[0][3], free[2][9]]  # rows finish at different steps, so the batch shrinks under the graph
+    for prompts in (PROMPTS, PROMPTS[1:2], PROMPTS[:3]):  # and the batch size and cache length change
+        args = dict(max_new_tokens=30, temperature=0.9, top_p=0.95, seed=5, stop_ids=stops)
+        eager, eager_lp = model.generate(prompts, **args)
+        compiled, compiled_lp = model.generate(prompts, **args, compile=True)
+        assert compiled == eager
+        assert max(abs(a - b) for x, y in zip(eager_lp, compiled_lp) for a, b in zip(x, y)) < 1e-4
+    assert len(set(map(len, model.generate(PROMPTS, **args, compile=True)[0]))) > 1
+
+
 def test_stop_strings_end_a_row_at_the_token_completing_them():
     model = small_model()
     free, _ = model.generate(PROMPTS, max_new_tokens=30, temperature=0)

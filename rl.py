@@ -73,7 +73,7 @@ class Config:
     eval_limit: int = 0                # 0: the whole set
     eval_every: int = 20
     # system
-    compile: bool = False
+    compile: bool = False              # torch.compile the blocks for the update and the decode step for rollouts
     activation_checkpointing: bool = False
     # checkpoints and logs
     out_dir: str = "out/rl"
@@ -189,7 +189,7 @@ def rollout(policy, tokenizer, prompts, seeds, cfg, max_new_tokens):
     for i in range(0, len(encoded), cfg.gen_batch):
         out, _ = policy.generate(encoded[i:i + cfg.gen_batch], max_new_tokens, cfg.temperature, cfg.top_p,
                                  stop_ids=[tokenizer.eos_id, tokenizer.eot_id], seed=seeds[i:i + cfg.gen_batch],
-                                 stop_strings=stops, decode=tokenizer.decode)
+                                 stop_strings=stops, decode=tokenizer.decode, compile=cfg.compile)
         tokens += out
     return encoded, tokens, [evaluation.cut_at_stop(tokenizer.decode(t), stops) for t in tokens]
 
@@ -284,7 +284,8 @@ def main(cfg):
         results = {}
         if rank == 0:
             generate = evaluation.model_generate(policy, tokenizer, max_new_tokens=length_at(step, cfg.max_response_len),
-                                                 batch_size=cfg.gen_batch, stop=evaluation.TEMPLATES[cfg.template]["stop"])
+                                                 batch_size=cfg.gen_batch, stop=evaluation.TEMPLATES[cfg.template]["stop"],
+                                                 compile=cfg.compile)
             scores = evaluation.evaluate(generate, cfg.eval_benchmarks.split(","), mode="zeroshot", template=cfg.template,
                                          limit=cfg.eval_limit or None, data_dir=cfg.eval_data)
             results = {f"eval/{name}": s["accuracy"] for name, s in scores.items()}

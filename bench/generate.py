@@ -3,7 +3,7 @@ Decoding speed of model.generate, eager and with its decode step compiled, again
 on the same weights, greedy, with ragged prompts, at batch 1 and 32 (and 64 on a GPU), written as a
 markdown table to bench/results/.
 
-    python bench/generate.py                 # CPU: the 'mini' preset and the miniature's model; GPU: Llama-3.2-1B shapes, bf16
+    python bench/generate.py     # CPU: the "mini" preset and the miniature's model; GPU: Llama-3.2-1B shapes, bf16
     python bench/generate.py --models=miniature --new_tokens=16 --repeats=1   # a quick smoke run
 
 On a GPU it also reports the memory-bandwidth floor of each decode step (every weight and the batch's

@@ -37,7 +37,8 @@ def step(model, policy, optimizer, prompts, cfg, device):
     responses = []
     for i in range(0, len(prompts), cfg.gen_batch):
         seeds = [rl.sample_seed(0, 0, j, 0) for j in range(i, min(i + cfg.gen_batch, len(prompts)))]
-        out, _ = policy.generate(prompts[i:i + cfg.gen_batch], cfg.new_tokens, temperature=1.0, seed=seeds)
+        out, _ = policy.generate(prompts[i:i + cfg.gen_batch], cfg.new_tokens, temperature=1.0, seed=seeds,
+                                 compile=cfg.compile)
         responses += out
     sync(device)
     t_rollout = time.perf_counter() - t0
@@ -72,6 +73,7 @@ def main():
     ap.add_argument("--gen_batch", type=int, default=512 if cuda else 128)
     ap.add_argument("--micro_batch", type=int, default=8 if cuda else 64)
     ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--compile", type=int, default=int(cuda), help="1: generate(compile=True)")
     ap.add_argument("--out", default=None, help="markdown file (default bench/results/rl_<device>.md)")
     args = ap.parse_args()
     device = torch.device("cuda" if cuda else "cpu")
@@ -95,7 +97,7 @@ def main():
              f"{name}, {date.today()}, torch {torch.__version__}; model {args.preset} ({params / 1e6:,.1f}M parameters, "
              f"random weights); {args.prompts} prompts x {args.samples} samples, prompts of {args.prompt_len} tokens, "
              f"responses of {args.new_tokens} tokens, generate batches of {args.gen_batch}, update micro-batches of "
-             f"{args.micro_batch}; the last of {args.steps} steps.\n",
+             f"{args.micro_batch}; the last of {args.steps} steps; decode step compiled: {bool(args.compile)}.\n",
              "| rollout tok/s | update tok/s | rollout s | update s | share generating |" + (" decode floor s | floor / rollout |" if cuda else ""),
              "|---|---|---|---|---|" + ("---|---|" if cuda else "")]
     row = (f"| {gen_tokens / t_rollout:,.0f} | {upd_tokens / t_update:,.0f} | {t_rollout:.1f} | {t_update:.1f} | "

@@ -153,8 +153,9 @@ class ScriptedModel:
     def __init__(self, tokenizer, text):
         self.tokenizer, self.text, self.calls = tokenizer, text, []
 
-    def generate(self, prompts, max_new_tokens, temperature, top_p, stop_ids, seed, stop_strings, decode):
-        self.calls.append({"prompts": prompts, "seed": seed, "stop_ids": stop_ids, "stop_strings": stop_strings})
+    def generate(self, prompts, max_new_tokens, temperature, top_p, stop_ids, seed, stop_strings, decode, compile):
+        self.calls.append({"prompts": prompts, "seed": seed, "stop_ids": stop_ids, "stop_strings": stop_strings,
+                           "compile": compile})
         return [self.tokenizer.encode(self.text) + [self.tokenizer.eos_id] for _ in prompts], None
 
 
@@ -170,6 +171,9 @@ def test_model_wrapper_batches_longest_first_and_cuts_stops(tokenizer):
     assert sent[0] == [tokenizer.bos_id] + tokenizer.encode(prompts[1])
     assert model.calls[0]["seed"] == [(3 << 32) + 1, (3 << 32) + 2]  # a prompt's seed is its own, not its batch's
     assert set(model.calls[0]["stop_ids"]) == {tokenizer.eos_id, tokenizer.eot_id}
+    assert not model.calls[0]["compile"]
+    E.model_generate(model, tokenizer, 16, compile=True)(["a"])
+    assert model.calls[-1]["compile"]  # eval.py --compile reaches the model
     model = ScriptedModel(tokenizer, "so \\boxed{5}")  # ends at EOS, which is no text of the completion
     assert E.model_generate(model, tokenizer, 16)(["a"]) == ["so \\boxed{5}"]
 

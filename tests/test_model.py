@@ -1,5 +1,6 @@
-"""model.py against independent references: transformers' LlamaForCausalLM (logits, weights, greedy
-generation), F.cross_entropy on full logits, uncached forward passes, and hand-computed distributions."""
+"""model.py and generation.py against independent references: transformers' LlamaForCausalLM (logits,
+weights, greedy generation), F.cross_entropy on full logits, uncached forward passes, and hand-computed
+distributions."""
 import json
 import os
 
@@ -7,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import Llama, ModelConfig, chunked_cross_entropy, config_from_hf, row_seeds, sample, token_logprobs, uniforms
+from generation import row_seeds, sample, uniforms
+from model import Llama, ModelConfig, chunked_cross_entropy, config_from_hf, token_logprobs
 
 transformers = pytest.importorskip("transformers")
 

@@ -344,8 +344,9 @@ def test_no_side_effects_from_code_in_answers(tmp_path):
     assert not target.exists()
 
 
-def test_source_never_evaluates_text():
-    source = (ROOT / 'grader.py').read_text()
+@pytest.mark.parametrize('file', ['grader.py', 'latex.py'])  # the grader and its parser
+def test_source_never_evaluates_text(file):
+    source = (ROOT / file).read_text()
     code = source.split('"""', 2)[2]  # past the module docstring, which names them
     for name in ('eval(', 'exec(', 'sympify(', 'parse_expr(', 'parse_latex(', 'S(', 'lambdify('):
         assert f' {name}' not in code and f'.{name}' not in code and f'({name}' not in code, name

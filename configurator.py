@@ -6,7 +6,8 @@ The one config mechanism of every script (train.py, rl.py, eval.py, data.py):
 A script's defaults are one dataclass at its top. Each config file named on the command line is plain
 Python run with runpy: the names it defines override the defaults. Then each --key=value overrides
 again, parsed to the default's type (bools take true/false; lists, dicts and tuples are Python
-literals). A key that is not a default is an error that lists the valid ones.
+literals, and a list also takes one bare word: --inputs=web.jsonl). A key that is not a default is an
+error that lists the valid ones.
 """
 import ast
 import dataclasses
@@ -56,6 +57,8 @@ def parse_value(key, text, default):
     except (ValueError, SyntaxError):
         if default is None:
             return text  # an optional setting given a bare word, e.g. a path
+        if isinstance(default, list):
+            return [text]  # a list of paths given one bare path: --inputs=data/web.jsonl
         raise ValueError(f"--{key}={text}: not a valid {type(default).__name__} (the default is {default!r})") from None
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)

@@ -22,22 +22,20 @@ that document's id, the next document's BOS a new one. The only target that cros
 EOS -> next BOS, which is always right, so nothing needs masking; a model attending within
 doc_ids runs never sees across documents.
 """
-import ast
 import base64
 import collections
 import glob
 import gzip
 import hashlib
 import heapq
-import inspect
 import itertools
 import json
 import os
 import resource
-import runpy
 import string
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +43,8 @@ import regex
 import tiktoken
 import torch
 from tqdm import tqdm
+
+from configurator import configure
 
 # -----------------------------------------------------------------------------
 # Tokenizer
@@ -546,47 +546,31 @@ class MixtureLoader:
 # -----------------------------------------------------------------------------
 # command line: python data.py {prepare,train_tokenizer} [config.py] [--key=value ...]
 
-PREPARE = dict(inputs=[], out_dir="", tokenizer="", fmt="text", bos=True, docs_per_shard=50_000,
-               workers=os.cpu_count())
-TRAIN_TOKENIZER = dict(inputs=[], out="", fmt="text", vocab_size=8192, max_docs=100_000)  # first max_docs records
+@dataclass
+class PrepareConfig:
+    inputs: list = field(default_factory=list)  # files, folders, globs or hf:org/name datasets
+    out_dir: str = ""
+    tokenizer: str = ""                # a tokenizer folder, a model folder or a hub id
+    fmt: str = "text"                  # a TEMPLATES name, or a template like "{question} {answer}"
+    bos: bool = True
+    docs_per_shard: int = 50_000
+    workers: int = os.cpu_count() or 1
 
 
-def parse_config(defaults, args):
-    """The defaults, overridden by config files (plain Python) and --key=value, typed as the default."""
-    config = dict(defaults)
-    for arg in args:
-        if arg.startswith("--"):
-            key, _, value = arg[2:].partition("=")
-            pairs = [(key, parse_value(key, value, defaults.get(key)))]
-        else:
-            names = runpy.run_path(arg).items()
-            pairs = [(k, v) for k, v in names if not k.startswith("_") and not inspect.ismodule(v)]
-        for key, value in pairs:
-            if key not in defaults:
-                raise ValueError(f"unknown config key {key!r}; valid keys: {', '.join(defaults)}")
-            config[key] = value
-    return config
-
-
-def parse_value(key, value, default):
-    if isinstance(default, bool):
-        if value.lower() not in ("true", "false"):
-            raise ValueError(f"--{key} takes true or false, not {value!r}")
-        return value.lower() == "true"
-    if isinstance(default, list):
-        try:
-            value = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            pass  # a bare path
-        return value if isinstance(value, list) else [value]
-    return value if default is None else type(default)(value)
+@dataclass
+class TrainTokenizerConfig:
+    inputs: list = field(default_factory=list)
+    out: str = ""
+    fmt: str = "text"
+    vocab_size: int = 8192
+    max_docs: int = 100_000            # it trains on the first max_docs records
 
 
 def main(argv):
-    commands = {"prepare": PREPARE, "train_tokenizer": TRAIN_TOKENIZER}
+    commands = {"prepare": PrepareConfig, "train_tokenizer": TrainTokenizerConfig}
     if not argv or argv[0] not in commands:
         sys.exit(f"usage: python data.py {{{','.join(commands)}}} [config.py] [--key=value ...]")
-    config = parse_config(commands[argv[0]], argv[1:])
+    config = asdict(configure(commands[argv[0]](), argv[1:]))
     print(json.dumps(config, indent=1))
     missing = [key for key in ["inputs", "out_dir", "out", "tokenizer"] if key in config and not config[key]]
     if missing:

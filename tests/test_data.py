@@ -16,6 +16,7 @@ import tiktoken.load
 import torch
 
 import data
+from configurator import configure
 from data import MixtureLoader, Tokenizer, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -275,6 +276,11 @@ def test_cli_prepare_and_config_errors(tmp_path, tok, gsm8k):
     assert read_docs(tmp_path / "out")[0] == [tok.bos_id] + tok.encode(qa_text(gsm8k[0])) + [tok.eos_id]
     bad = subprocess.run(run + ["--out_dri=x"], capture_output=True, text=True)
     assert bad.returncode != 0 and "unknown config key 'out_dri'" in bad.stderr and "out_dir" in bad.stderr
+    # the configurator every script shares: a list setting takes a Python list, or one bare path
+    assert configure(data.PrepareConfig(), [f"--inputs={src}", "--bos=false"]).inputs == [str(src)]
+    assert configure(data.PrepareConfig(), [f"--inputs=['{src}', 'b.jsonl']"]).inputs == [str(src), "b.jsonl"]
+    with pytest.raises(ValueError, match="expected a list"):
+        configure(data.PrepareConfig(), ["--inputs=7"])
 
 # -----------------------------------------------------------------------------
 # MixtureLoader

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 class KVCache:
     """Keys and values of a batch, preallocated as (B, Hkv, S, D) per layer: row b's tokens sit at
-    slots [0, its length). Rows may have different lengths; finished rows are dropped with keep().
+    slots [0, its length). Rows may have different lengths; finished rows are dropped with drop().
     model.py's attention fills it during the prefill and reads it while decoding."""
 
     def __init__(self, cfg, batch_size, max_len, dtype, device):
@@ -38,9 +38,22 @@ class KVCache:
         self.v[layer][self.rows, :, self.pos] = v[:, 0]
         return self.k[layer][:, :, :self.length], self.v[layer][:, :, :self.length]
 
-    def keep(self, rows):
-        self.k = [k[rows] for k in self.k]
-        self.v = [v[rows] for v in self.v]
+    def drop(self, finished):
+        """Take rows out of the batch: the last live rows move into their slots and the batch becomes a
+        prefix of the buffers, so a finish copies one row, not the whole cache. Returns, for each row
+        of the new batch, the index it had in the old one."""
+        n, finished = self.k[0].shape[0], set(finished)
+        m = n - len(finished)
+        holes = [j for j in sorted(finished) if j < m]
+        movers = [j for j in range(m, n) if j not in finished]
+        if holes:
+            for buffer in self.k + self.v:
+                buffer[holes] = buffer[movers]
+        self.k, self.v = [k[:m] for k in self.k], [v[:m] for v in self.v]
+        order = list(range(m))
+        for hole, mover in zip(holes, movers):
+            order[hole] = mover
+        return order
 
 
 @torch.no_grad()
@@ -90,11 +103,10 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_p=1.0, stop_id
         if step == max_new_tokens - 1 or len(finished) == len(rows):
             break
         if finished:  # drop them from the batch so they cost nothing more
-            finished = set(finished)
-            keep = torch.tensor([j for j in range(len(rows)) if j not in finished], device=device)
-            rows = [rows[j] for j in keep.tolist()]
-            tok, lens_t = tok[keep], lens_t[keep]
-            cache.keep(keep)
+            order = cache.drop(finished)
+            rows = [rows[j] for j in order]
+            order = torch.tensor(order, device=device)
+            tok, lens_t = tok[order], lens_t[order]
         cache.set_positions(lens_t + step, max(lens[r] for r in rows) + step + 1)
         logits = (compiled(decode_step) if compile else decode_step)(model, tok, cache)
     return out_tokens, out_logprobs

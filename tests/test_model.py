@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from generation import row_seeds, sample, uniforms
+from generation import KVCache, row_seeds, sample, uniforms
 from model import Llama, ModelConfig, chunked_cross_entropy, config_from_hf, token_logprobs
 
 transformers = pytest.importorskip("transformers")
@@ -241,6 +241,20 @@ def test_stop_ids_end_each_row_at_its_first_stop():
         end = full.index(stop) + 1 if stop in full else 30
         assert out == full[:end] and len(lp) == len(out)
     assert len(tokens[0]) <= 7
+
+
+def test_dropping_finished_rows_moves_only_the_last_live_rows():
+    cfg = small_model().config
+    cache = KVCache(cfg, batch_size=6, max_len=4, dtype=torch.float32, device="cpu")
+    for buffer in cache.k + cache.v:  # each row filled with its own index
+        buffer.copy_(torch.arange(6.0)[:, None, None, None].expand_as(buffer))
+    base = cache.k[0]
+    order = cache.drop([0, 2, 5])
+    assert order == [3, 1, 4]  # rows 0 and 2 take the last live rows (3 and 4); row 5 just goes
+    for buffer in cache.k + cache.v:
+        assert buffer.shape[0] == 3 and torch.equal(buffer[:, 0, 0, 0], torch.tensor([3.0, 1.0, 4.0]))
+    assert cache.k[0].data_ptr() == base.data_ptr()  # a prefix of the same buffer: nothing reallocated
+    assert cache.drop([2]) == [0, 1] and cache.drop([0, 1]) == []
 
 
 def test_compiled_decode_step_samples_what_eager_samples():

@@ -1,7 +1,9 @@
 """
 Decoding speed of model.generate, eager and with its decode step compiled, against transformers' generate
-on the same weights, greedy, with ragged prompts, at batch 1 and 32 (and 64 on a GPU), written as a
-markdown table to bench/results/.
+on the same weights, with ragged prompts, at batch 1 and 32 (and 64 on a GPU), written as a markdown table
+to bench/results/. Two workloads: every row greedy for a fixed number of tokens, and rows sampled until a
+stop id, which finish at different steps (transformers computes a finished row until the batch is done;
+we drop it).
 
     python bench/generate.py     # CPU: the "mini" preset and the miniature's model; GPU: Llama-3.2-1B shapes, bf16
     python bench/generate.py --models=miniature --new_tokens=16 --repeats=1   # a quick smoke run
@@ -32,18 +34,19 @@ def sync():
 
 
 def timed(fns, repeats):
-    """Median seconds of each function, run in turns so that a change in machine load hits all alike."""
+    """Median rate of each function (what it returns, a count, per second), the functions run in turns
+    so that a change in machine load hits all alike."""
     for fn in fns:
-        fn()  # warm-up
-    times = [[] for _ in fns]
+        fn()  # warm-up (and compilation)
+    rates = [[] for _ in fns]
     for _ in range(repeats):
-        for fn, ts in zip(fns, times):
+        for fn, rs in zip(fns, rates):
             sync()
             t0 = time.perf_counter()
-            fn()
+            n = fn()
             sync()
-            ts.append(time.perf_counter() - t0)
-    return [statistics.median(ts) for ts in times]
+            rs.append(n / (time.perf_counter() - t0))
+    return [statistics.median(rs) for rs in rates]
 
 
 def make_prompts(batch, vocab, lo, hi, seed):
@@ -52,19 +55,24 @@ def make_prompts(batch, vocab, lo, hi, seed):
     return [torch.randint(0, vocab, (n,), generator=g).tolist() for n in lens]
 
 
-def ours(model, prompts, new_tokens, compile=False):
-    tokens, _ = model.generate(prompts, max_new_tokens=new_tokens, temperature=0, compile=compile)
-    assert all(len(t) == new_tokens for t in tokens)
+def ours(model, prompts, new_tokens, stops, compile=False):
+    """Tokens generated: all new_tokens greedy, or sampled until a stop id."""
+    tokens, _ = model.generate(prompts, max_new_tokens=new_tokens, temperature=1.0 if stops else 0,
+                               stop_ids=stops, seed=0, compile=compile)
+    assert stops or all(len(t) == new_tokens for t in tokens)
+    return sum(map(len, tokens))
 
 
-def theirs(hf, prompts, new_tokens, device):
+def theirs(hf, prompts, new_tokens, stops, device):
     # left-padded, as transformers expects for batched decoder-only generation
     width = max(map(len, prompts))
     ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts], device=device)
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-    out = hf.generate(ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                      do_sample=False, pad_token_id=0)
-    assert out.shape[1] == width + new_tokens
+    how = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, eos_token_id=stops) if stops else \
+        dict(do_sample=False, min_new_tokens=new_tokens)
+    out = hf.generate(ids, attention_mask=mask, max_new_tokens=new_tokens, pad_token_id=0, **how)[:, width:]
+    # a finished row is padded to the longest; count each row's tokens up to and including its stop
+    return sum(next((i + 1 for i, t in enumerate(row) if t in stops), len(row)) for row in out.tolist())
 
 
 def decode_floor_s(cfg, param_bytes, prompts, new_tokens, dtype_bytes, bandwidth):
@@ -79,8 +87,8 @@ def decode_floor_s(cfg, param_bytes, prompts, new_tokens, dtype_bytes, bandwidth
 def copy_bandwidth():
     x = torch.empty(2**30, dtype=torch.uint8, device="cuda")  # 1 GiB
     y = torch.empty_like(x)
-    t, = timed([lambda: y.copy_(x)], 10)
-    return 2 * x.numel() / t  # a copy reads and writes every byte
+    rate, = timed([lambda: (y.copy_(x), 2 * x.numel())[1]], 10)  # a copy reads and writes every byte
+    return rate
 
 
 def model_config(name):
@@ -99,6 +107,8 @@ def main():
     ap.add_argument("--new_tokens", type=int, default=256 if cuda else 128)
     ap.add_argument("--prompt_len", default="64,256" if cuda else "16,64", help="min,max prompt length")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--stop_every", type=int, default=64, help="the stops workload: 1 token in this many is a "
+                    "stop id (a sampled row stops after about this many tokens); 0: no stops workload")
     ap.add_argument("--out", default=None, help="markdown file (default bench/results/generate_<device>.md)")
     args = ap.parse_args()
     import transformers
@@ -111,10 +121,12 @@ def main():
                                                     f"{torch.get_num_threads()} threads)"
     header = (f"# model.generate vs transformers generate\n\n"
               f"{name}, {date.today()}, torch {torch.__version__}, transformers {transformers.__version__}, "
-              f"{str(dtype)[6:]} weights, greedy, prompts of {lo}-{hi} tokens, {args.new_tokens} new tokens, "
-              f"median of {args.repeats}. Compiled: `generate(compile=True)`, timed after its first call "
-              f"(which compiles).\n")
-    cols = ("| model | batch | ours tok/s | ours compiled tok/s | transformers tok/s | ours / transformers "
+              f"{str(dtype)[6:]} weights, prompts of {lo}-{hi} tokens, median of {args.repeats}. Two workloads: "
+              f"*fixed*, greedy, every row {args.new_tokens} new tokens; *stops*, sampled at temperature 1 until "
+              f"one of 1/{args.stop_every} of the vocabulary's ids (at most {args.new_tokens} tokens), so rows "
+              f"finish at different steps, as in eval and RL. tok/s counts each row's tokens up to its stop. "
+              f"Compiled: `generate(compile=True)`, timed after its first call (which compiles).\n")
+    cols = ("| model | batch | workload | ours tok/s | ours compiled tok/s | transformers tok/s | ours / transformers "
             "| compiled / transformers |" + (" floor tok/s | compiled / floor |" if cuda else ""))
     rows = [header, cols, "|" + "---|" * (cols.count("|") - 1)]
     print(header + "\n" + cols)
@@ -127,19 +139,22 @@ def main():
             hf = transformers.LlamaForCausalLM.from_pretrained(d, dtype=dtype).to(device).eval()
         param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
         label = f"{model_name} ({param_bytes / 1e6:.1f} MB)"
+        workloads = {"fixed": []} | ({"stops": list(range(1, cfg.vocab_size, args.stop_every))} if args.stop_every else {})
         for batch in map(int, args.batches.split(",")):
             prompts = make_prompts(batch, cfg.vocab_size, lo, hi, seed=batch)
-            n = batch * args.new_tokens
-            t_ours, t_compiled, t_hf = timed([lambda: ours(model, prompts, args.new_tokens),
-                                              lambda: ours(model, prompts, args.new_tokens, compile=True),
-                                              lambda: theirs(hf, prompts, args.new_tokens, device)], args.repeats)
-            row = (f"| {label} | {batch} | {n / t_ours:,.0f} | {n / t_compiled:,.0f} | {n / t_hf:,.0f} "
-                   f"| {t_hf / t_ours:.2f}x | {t_hf / t_compiled:.2f}x |")
-            if cuda:
-                floor = decode_floor_s(cfg, param_bytes, prompts, args.new_tokens, 2, bandwidth)
-                row += f" {n / floor:,.0f} | {floor / t_compiled:.2f} |"
-            rows.append(row)
-            print(row, flush=True)
+            for workload, stops in workloads.items():
+                r_ours, r_compiled, r_hf = timed([lambda: ours(model, prompts, args.new_tokens, stops),
+                                                  lambda: ours(model, prompts, args.new_tokens, stops, compile=True),
+                                                  lambda: theirs(hf, prompts, args.new_tokens, stops, device)],
+                                                 args.repeats)
+                row = (f"| {label} | {batch} | {workload} | {r_ours:,.0f} | {r_compiled:,.0f} | {r_hf:,.0f} "
+                       f"| {r_ours / r_hf:.2f}x | {r_compiled / r_hf:.2f}x |")
+                if cuda:
+                    floor = batch * args.new_tokens / decode_floor_s(cfg, param_bytes, prompts, args.new_tokens, 2,
+                                                                     bandwidth)
+                    row += f" {floor:,.0f} | {r_compiled / floor:.2f} |" if not stops else " | |"
+                rows.append(row)
+                print(row, flush=True)
     if cuda:
         rows.append(f"\nFloor: every weight and the visible KV cache read once per step at the measured copy "
                     f"bandwidth ({bandwidth / 1e12:.2f} TB/s); prefill is included in our time, not in the floor.")

@@ -91,6 +91,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_p=1.0, stop_id
 
     out_tokens, out_logprobs = [[] for _ in range(B)], [[] for _ in range(B)]
     rows = list(range(B))  # the prompt index of each row still generating
+    step_logits = compiled(decode_step) if compile else decode_step
     for step in range(max_new_tokens):
         tok, logp = sample(logits, temperature, top_p, uniforms(seeds[rows], step))
         finished = []
@@ -108,7 +109,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_p=1.0, stop_id
             order = torch.tensor(order, device=device)
             tok, lens_t = tok[order], lens_t[order]
         cache.set_positions(lens_t + step, max(lens[r] for r in rows) + step + 1)
-        logits = (compiled(decode_step) if compile else decode_step)(model, tok, cache)
+        logits = step_logits(model, tok, cache)
     return out_tokens, out_logprobs
 
 

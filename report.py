@@ -10,6 +10,7 @@ writes out_dir/results.json, out_dir/report.md and out_dir/rl_curves.png.
 import json
 import os
 from dataclasses import dataclass
+from statistics import mean
 
 from configurator import configure
 
@@ -35,10 +36,6 @@ def runs(out_dir, branch):
         with open(os.path.join(root, seed, "metrics.jsonl")) as f:
             out[seed] = [json.loads(line) for line in f]
     return out
-
-
-def mean(xs):
-    return sum(xs) / len(xs)
 
 
 def slope(ys):
@@ -74,16 +71,15 @@ def compare(b, x, y):
 
 def findings(b):
     out = []
-    diff, spread, text = compare(b, "hybrid", "web_only")
-    out.append(("QA data in mid-training makes a model RL-ready", "web-only mid-training, then RL: MATH500 0.37 "
-                "(MegaMath-Web-Pro) vs 0.42 with short QA and instructions", text,
-                "holds" if diff > spread else "does not hold here"))
-    diff, spread, text = compare(b, "hybrid", "hybrid_lowq_web")
-    out.append(("The quality of the web corpus matters", "FineMath-4plus 0.16 vs MegaMath-Web-Pro 0.37", text,
-                "holds" if diff > spread else "does not hold here"))
-    diff, spread, text = compare(b, "hybrid", "hybrid_half_stable")
-    out.append(("More mid-training, better RL", "20B / 70B / 100B tokens: 0.35 / 0.40 / 0.42", text,
-                "holds" if diff > spread else "does not hold here"))
+    for title, paper, x, y in [
+            ("QA data in mid-training makes a model RL-ready", "web-only mid-training, then RL: MATH500 0.37 "
+             "(MegaMath-Web-Pro) vs 0.42 with short QA and instructions", "hybrid", "web_only"),
+            ("The quality of the web corpus matters", "FineMath-4plus 0.16 vs MegaMath-Web-Pro 0.37", "hybrid",
+             "hybrid_lowq_web"),
+            ("More mid-training, better RL", "20B / 70B / 100B tokens: 0.35 / 0.40 / 0.42", "hybrid",
+             "hybrid_half_stable")]:
+        diff, spread, text = compare(b, x, y)
+        out.append((title, paper, text, "holds" if diff > spread else "does not hold here"))
     long_, short = b["long"]["response_length"], b["short"]["response_length"]
     longer = long_["base"] > short["base"] and long_["rl"] > short["rl"]
     _, _, text = compare(b, "long", "short")

@@ -72,6 +72,7 @@ def theirs(hf, prompts, new_tokens, stops, device):
         dict(do_sample=False, min_new_tokens=new_tokens)
     out = hf.generate(ids, attention_mask=mask, max_new_tokens=new_tokens, pad_token_id=0, **how)[:, width:]
     # a finished row is padded to the longest; count each row's tokens up to and including its stop
+    stops = set(stops)
     return sum(next((i + 1 for i, t in enumerate(row) if t in stops), len(row)) for row in out.tolist())
 
 

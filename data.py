@@ -1,8 +1,8 @@
 """
-Data for mid-training: Llama-3's tiktoken tokenizer (or a small one trained here for CPU demos),
-`prepare` (jsonl / jsonl.gz / parquet records -> uint32 token shards) and MixtureLoader, which
-streams packed windows from several prepared sources in exact weighted proportions,
-deterministically, resumably and sliced across ranks.
+Data for mid-training: `prepare` (jsonl / jsonl.gz / parquet records -> uint32 token shards, with
+tokenizer.py's Tokenizer) and MixtureLoader, which streams packed windows from several prepared sources
+in exact weighted proportions, deterministically, resumably and sliced across ranks. The command line also
+trains the small BPE tokenizer of the CPU miniature.
 
     python data.py train_tokenizer --inputs=../shared/data/gsm8k/train.jsonl --fmt=qa --out=out/tok
     python data.py prepare --inputs=../shared/data/gsm8k/train.jsonl --fmt=qa --tokenizer=out/tok --out_dir=out/gsm8k
@@ -22,12 +22,9 @@ that document's id, the next document's BOS a new one. The only target that cros
 EOS -> next BOS, which is always right, so nothing needs masking; a model attending within
 doc_ids runs never sees across documents.
 """
-import base64
-import collections
 import glob
 import gzip
 import hashlib
-import heapq
 import itertools
 import json
 import os
@@ -39,173 +36,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import regex
-import tiktoken
 import torch
 from tqdm import tqdm
 
 from configurator import configure
-
-# -----------------------------------------------------------------------------
-# Tokenizer
-
-LLAMA3_PATTERN = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-# Llama-3.1/3.2's 256 special tokens, from id len(ranks) = 128000 on. Llama-3.0 names some
-# reserved slots differently (same ids), so from_pretrained prefers a model's own file's names.
-LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
-                   "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>", "<|reserved_special_token_2|>",
-                   "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>", "<|python_tag|>"]
-LLAMA3_SPECIALS += [f"<|reserved_special_token_{i}|>" for i in range(3, 3 + 256 - len(LLAMA3_SPECIALS))]
-TRAINED_SPECIALS = 16  # a trained tokenizer keeps the first 16, at Llama-3's offsets from the first
-
-
-class Tokenizer:
-    """Byte-level BPE on tiktoken: `ranks` maps token bytes to ids, `special_tokens` names to ids."""
-
-    def __init__(self, ranks, special_tokens, name="tokenizer"):
-        self.ranks, self.special_tokens, self.name = ranks, special_tokens, name
-        self.enc = tiktoken.Encoding(name, pat_str=LLAMA3_PATTERN, mergeable_ranks=ranks,
-                                     special_tokens=special_tokens)
-        self.bos_id, self.eos_id = special_tokens["<|begin_of_text|>"], special_tokens["<|end_of_text|>"]
-        self.eot_id = special_tokens["<|eot_id|>"]
-        self.n_vocab = self.enc.n_vocab
-        specials = json.dumps(sorted(special_tokens.items(), key=lambda kv: kv[1]))
-        # what prepared shards record and a loader checks: the ranks file, the specials, the pattern
-        self.identity = hashlib.sha256(self.ranks_file() + specials.encode() + LLAMA3_PATTERN.encode()).hexdigest()[:16]
-
-    def encode(self, text, allow_special=False):
-        # special-token strings inside data are plain text unless asked for (chat templates)
-        return self.enc.encode(text, allowed_special="all") if allow_special else self.enc.encode_ordinary(text)
-
-    def decode(self, ids):
-        # decode(encode(s)) == s for every str UTF-8 can hold (a lone surrogate becomes U+FFFD)
-        return self.enc.decode(ids.tolist() if hasattr(ids, "tolist") else list(ids))
-
-    def ranks_file(self):
-        """tiktoken's ranks format, as Llama-3 ships it in original/tokenizer.model."""
-        return b"".join(base64.b64encode(t) + b" %d\n" % r for t, r in sorted(self.ranks.items(), key=lambda kv: kv[1]))
-
-    def save(self, folder):
-        """tokenizer.model (the ranks file) + special_tokens.json."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "tokenizer.model").write_bytes(self.ranks_file())
-        (folder / "special_tokens.json").write_text(json.dumps(self.special_tokens, indent=0))
-
-    @classmethod
-    def load(cls, folder):
-        folder = Path(folder)
-        specials = json.loads((folder / "special_tokens.json").read_text())
-        return cls(read_ranks(folder / "tokenizer.model"), specials, name=str(folder))
-
-    @classmethod
-    def from_pretrained(cls, path_or_repo_id):
-        """Llama-3's tokenizer from a model folder or hub repo id (original/tokenizer.model, else
-        tokenizer.json), or a folder written by save()."""
-        folder = Path(path_or_repo_id)
-        if not folder.exists():
-            from huggingface_hub import snapshot_download
-            try:
-                folder = Path(snapshot_download(str(path_or_repo_id),
-                                                allow_patterns=["original/tokenizer.model", "tokenizer.json"]))
-            except Exception as e:
-                raise OSError(f"tokenizer {path_or_repo_id!r}: no such folder, and the hub said: {e}. Pass a "
-                              "local model folder, or `huggingface-cli login` for gated Llama repos") from None
-        if (folder / "special_tokens.json").exists():
-            return cls.load(folder)
-        ranks_file = next((folder / f for f in ["original/tokenizer.model", "tokenizer.model"]
-                           if (folder / f).exists()), None)
-        if ranks_file:
-            ranks = read_ranks(ranks_file)
-        elif (folder / "tokenizer.json").exists():
-            ranks = ranks_from_tokenizer_json(folder / "tokenizer.json")
-        else:
-            raise FileNotFoundError(f"{folder}: no original/tokenizer.model, tokenizer.model or "
-                                    "tokenizer.json; is this a Llama-3 model folder?")
-        specials = special_names(folder) or {s: len(ranks) + i for i, s in enumerate(LLAMA3_SPECIALS)}
-        return cls(ranks, specials, name=str(path_or_repo_id))
-
-    @classmethod
-    def train(cls, texts, vocab_size):
-        """Byte-level BPE with Llama-3's split pattern; vocab_size includes the 16 special tokens.
-        Counts pairs over the unique pre-tokenized chunks (weighted by their counts) and, after each
-        merge, updates only the chunks that held the merged pair."""
-        n_tokens = vocab_size - TRAINED_SPECIALS
-        if n_tokens < 256:
-            raise ValueError(f"vocab_size={vocab_size} is below 256 bytes + {TRAINED_SPECIALS} special tokens")
-        pattern, chunks = regex.compile(LLAMA3_PATTERN), collections.Counter()
-        for text in texts:
-            chunks.update(pattern.findall(text))
-        words, counts = [list(c.encode()) for c in chunks], list(chunks.values())
-        vocab = [bytes([b]) for b in range(256)]  # id -> bytes
-        ids = {b: i for i, b in enumerate(vocab)}
-        pair_count, where = collections.Counter(), collections.defaultdict(set)
-        for w, word in enumerate(words):
-            for pair in zip(word, word[1:]):
-                pair_count[pair] += counts[w]
-                where[pair].add(w)
-        heap = [(-n, pair) for pair, n in pair_count.items()]  # ties go to the lowest ids
-        heapq.heapify(heap)
-        while len(vocab) < n_tokens and heap:
-            n, pair = heapq.heappop(heap)
-            if -n != pair_count[pair]:  # stale entry: counts only grow through a fresh push
-                if pair_count[pair] > 0:
-                    heapq.heappush(heap, (-pair_count[pair], pair))
-                continue
-            merged = vocab[pair[0]] + vocab[pair[1]]
-            if merged not in ids:  # (ab)c and a(bc) are the same bytes, so the same token
-                ids[merged] = len(vocab)
-                vocab.append(merged)
-            new, changed = ids[merged], set()
-            for w in where.pop(pair):
-                word, n_w = words[w], counts[w]
-                for p in zip(word, word[1:]):
-                    pair_count[p] -= n_w
-                words[w] = word = merge_pair(word, pair, new)
-                for p in zip(word, word[1:]):
-                    pair_count[p] += n_w
-                    where[p].add(w)
-                    changed.add(p)
-            for p in changed:
-                if pair_count[p] > 0:
-                    heapq.heappush(heap, (-pair_count[p], p))
-        specials = {s: len(vocab) + i for i, s in enumerate(LLAMA3_SPECIALS[:TRAINED_SPECIALS])}
-        return cls({b: i for i, b in enumerate(vocab)}, specials, name=f"bpe{vocab_size}")
-
-
-def merge_pair(word, pair, new):
-    out, i = [], 0
-    while i < len(word):
-        hit = i + 1 < len(word) and word[i] == pair[0] and word[i + 1] == pair[1]
-        out.append(new if hit else word[i])
-        i += 2 if hit else 1
-    return out
-
-
-def read_ranks(path):
-    lines = Path(path).read_bytes().splitlines()
-    return {base64.b64decode(token): int(rank) for token, rank in (line.split() for line in lines if line)}
-
-
-def ranks_from_tokenizer_json(path):
-    # tokenizer.json spells bytes as GPT-2's printable stand-ins: themselves if printable, else 256+n
-    printable = [b for b in range(256) if 33 <= b <= 126 or 161 <= b <= 255 and b != 173]
-    byte_of = {chr(b): b for b in printable}
-    byte_of.update({chr(256 + n): b for n, b in enumerate(b for b in range(256) if b not in printable)})
-    tokenizer = json.loads(Path(path).read_text())
-    added = {t["id"] for t in tokenizer.get("added_tokens", [])}  # the special tokens, kept apart
-    return {bytes(byte_of[c] for c in t): r for t, r in tokenizer["model"]["vocab"].items() if r not in added}
-
-
-def special_names(folder):
-    if (folder / "tokenizer.json").exists():
-        added = json.loads((folder / "tokenizer.json").read_text()).get("added_tokens", [])
-        return {t["content"]: t["id"] for t in added}
+from tokenizer import Tokenizer
 
 # -----------------------------------------------------------------------------
 # prepare: records -> token shards
 
-TEMPLATES = {  # fmt names one of these, or is itself a template over the record's fields
+FORMATS = {  # fmt names one of these, or is itself a template over the record's fields
     "text": "{text}",
     "qa": "Question: {question}\nAnswer: {answer}",
     "qa_solution": "Question: {question}\nAnswer: {solution}",  # QA with a worked solution beside its bare answer
@@ -320,15 +160,15 @@ def shard_done(out_dir, k):
 
 def prepare(inputs, out_dir, tokenizer, fmt="text", bos=True, docs_per_shard=50_000, workers=None):
     """Tokenize the records of `inputs` into shards in out_dir (see the top of this file); returns
-    the index. tokenizer: a Tokenizer or what from_pretrained takes; fmt: a name in TEMPLATES or
+    the index. tokenizer: a Tokenizer or what from_pretrained takes; fmt: a name in FORMATS or
     a template such as "Q: {question}\\nA: {answer}"."""
     if isinstance(tokenizer, (str, Path)):
         tokenizer = Tokenizer.from_pretrained(tokenizer)
-    files, template = resolve_inputs(inputs), TEMPLATES.get(fmt, fmt)
+    files, template = resolve_inputs(inputs), FORMATS.get(fmt, fmt)
     fields = template_fields(template)
     if not files or not fields:
         raise ValueError(f"inputs={inputs!r} gave no files, or fmt={fmt!r} names no {{field}}: "
-                         f"fmt is one of {sorted(TEMPLATES)} or a template over the records' fields")
+                         f"fmt is one of {sorted(FORMATS)} or a template over the records' fields")
     workers = workers or os.cpu_count()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -551,7 +391,7 @@ class PrepareConfig:
     inputs: list = field(default_factory=list)  # files, folders, globs or hf:org/name datasets
     out_dir: str = ""
     tokenizer: str = ""                # a tokenizer folder, a model folder or a hub id
-    fmt: str = "text"                  # a TEMPLATES name, or a template like "{question} {answer}"
+    fmt: str = "text"                  # a FORMATS name, or a template like "{question} {answer}"
     bos: bool = True
     docs_per_shard: int = 50_000
     workers: int = os.cpu_count() or 1
@@ -577,7 +417,7 @@ def main(argv):
         sys.exit(f"data.py {argv[0]}: set {', '.join('--' + key for key in missing)}")
     if argv[0] == "prepare":
         return prepare(**config)
-    template = TEMPLATES.get(config["fmt"], config["fmt"])
+    template = FORMATS.get(config["fmt"], config["fmt"])
     fields = template_fields(template)
     records = next(read_chunks(resolve_inputs(config["inputs"]), fields, config["max_docs"]))
     texts = (format_record(template, fields, *r) for r in records)

@@ -291,7 +291,7 @@ def check_model_folder(folder):
 
 
 def main(cfg):
-    from data import Tokenizer
+    from tokenizer import Tokenizer
     from model import Llama
     names = cfg.benchmarks.split(",")
     for name in names:  # every mistake in the config before minutes of loading

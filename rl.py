@@ -27,7 +27,8 @@ from tqdm import tqdm
 import eval as evaluation
 import train
 from configurator import configure, show
-from data import Tokenizer, resolve_inputs
+from data import resolve_inputs
+from tokenizer import Tokenizer
 from grader import extract_answer, grade_many
 from model import Llama
 

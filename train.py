@@ -32,7 +32,8 @@ from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
 from configurator import configure, show
-from data import MixtureLoader, Tokenizer
+from data import MixtureLoader
+from tokenizer import Tokenizer
 from model import Llama, ModelConfig, config_from_hf
 
 

@@ -23,7 +23,8 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from data import MixtureLoader, Tokenizer, prepare  # noqa: E402
+from data import MixtureLoader, prepare  # noqa: E402
+from tokenizer import Tokenizer  # noqa: E402
 
 
 def median_seconds(fn, repeats):

@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import eval as E  # noqa: E402
-from data import Tokenizer  # noqa: E402
+from tokenizer import Tokenizer  # noqa: E402
 from model import Llama, ModelConfig  # noqa: E402
 
 HEADER = ["# eval.py speed: MATH500, 4-shot, greedy", "",

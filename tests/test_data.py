@@ -1,4 +1,4 @@
-"""data.py: tokenizer round trips and layout, prepare (formats, errors, resume), MixtureLoader."""
+"""tokenizer.py and data.py: tokenizer round trips and layout, prepare (formats, errors, resume), MixtureLoader."""
 import base64
 import functools
 import gzip
@@ -17,7 +17,8 @@ import torch
 
 import data
 from configurator import configure
-from data import MixtureLoader, Tokenizer, prepare
+from data import MixtureLoader, prepare
+from tokenizer import LLAMA3_SPECIALS, Tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 PATTERN = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -56,7 +57,7 @@ def tok(shared_data):
 
 
 def byte_tokenizer():
-    specials = {s: 256 + i for i, s in enumerate(data.LLAMA3_SPECIALS[:16])}
+    specials = {s: 256 + i for i, s in enumerate(LLAMA3_SPECIALS[:16])}
     return Tokenizer({bytes([b]): b for b in range(256)}, specials)
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import eval as E
-from data import Tokenizer
+from tokenizer import Tokenizer
 from grader import extract_answer, grade_many
 from model import Llama, ModelConfig
 

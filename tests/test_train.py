@@ -16,7 +16,8 @@ import torch
 
 import train
 from configurator import configure
-from data import Tokenizer, prepare
+from data import prepare
+from tokenizer import Tokenizer
 from model import Llama
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import world
-from data import Tokenizer, prepare
+from data import prepare
+from tokenizer import Tokenizer
 from grader import extract_answer, grade_many
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@
 #   python rl.py configs/rl_tiny.py
 init_from = "out/tiny/hf"
 init_commands = [
-    "python world.py --out_dir=out/world",
+    "python -m miniature.world --out_dir=out/world",
     "python data.py train_tokenizer --inputs=out/world/qa_long.jsonl --fmt=qa_solution --vocab_size=1024 --out=out/world/tokenizer",
     "python data.py prepare --inputs=out/world/web_hq.jsonl --tokenizer=out/world/tokenizer --out_dir=out/world/data/web_hq",
     "python data.py prepare --inputs=out/world/qa_short.jsonl --fmt=qa_solution --tokenizer=out/world/tokenizer --out_dir=out/world/data/qa_short",

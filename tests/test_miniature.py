@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from report import BRANCHES
+from miniature.report import BRANCHES
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = {"TRAIN_ARGS": "--max_steps=4 --ckpt_every=2",
@@ -27,7 +27,7 @@ def miniature(root):
 @pytest.mark.slow
 def test_miniature_smoke(tmp_path):
     for f in ROOT.iterdir():
-        if f.suffix in (".py", ".sh") or f.name in ("configs", "data"):
+        if f.suffix in (".py", ".sh") or f.name in ("configs", "data", "miniature"):
             (tmp_path / f.name).symlink_to(f)
     miniature(tmp_path)
     out = tmp_path / "out" / "miniature"

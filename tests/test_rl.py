@@ -166,7 +166,7 @@ def clone(tmp_path_factory):
     with seed 0, its init_commands first, then with seed 1 from the same mid-trained model."""
     root = tmp_path_factory.mktemp("clone")
     for f in ROOT.iterdir():
-        if f.suffix == ".py" or f.name in ("configs", "data"):
+        if f.suffix == ".py" or f.name in ("configs", "data", "miniature"):
             (root / f.name).symlink_to(f)
     start = time.monotonic()
     rl(root)

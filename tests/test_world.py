@@ -1,4 +1,4 @@
-"""world.py: every answer checks out (grader and an independent solver), held-out problems never appear in
+"""miniature/world.py: every answer checks out (grader and an independent solver), held-out problems never appear in
 training text, the same seed gives the same bytes, the data has the shapes the miniature measures, and data.py
 prepares every file."""
 import json
@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import world
 from data import prepare
-from tokenizer import Tokenizer
 from grader import extract_answer, grade_many
+from miniature import world
+from tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ["web_hq", "web_lq", "qa_short", "qa_long", "instruct", "rl", "benchmarks/synth/test"]
@@ -256,7 +256,8 @@ def test_same_seed_same_bytes_and_a_finished_world_is_kept(tmp_path):
 
 
 def test_command_line_and_config_errors(tmp_path):
-    run = lambda *args: subprocess.run([sys.executable, str(ROOT / "world.py"), *args], capture_output=True, text=True)
+    run = lambda *args: subprocess.run([sys.executable, "-m", "miniature.world", *args], cwd=ROOT, capture_output=True,
+                                        text=True)
     out = tmp_path / "w"
     r = run(f"--out_dir={out}", "--seed=1", "--web_docs=7", "--qa_short=5", "--qa_long=5", "--instruct=3", "--rl=4",
             "--eval=6", "--mix={'add': 1.0, 'equation': 2.0}")

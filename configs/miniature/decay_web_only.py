@@ -1,6 +1,6 @@
 # The miniature's 'web_only' decay branch: from the stable stage's last checkpoint, the same token budget as every
 # branch, the learning rate decayed (cosine) to a tenth; on the stable stage's web pages only: the control without QA.
-#   python train.py configs/mini/decay_web_only.py
+#   python train.py configs/miniature/decay_web_only.py
 init_from = "out/miniature/stable"
 mixture = {"web": ("out/miniature/world/data/web_hq", 1.0)}
 seq_len = 256

@@ -1,6 +1,6 @@
 # The miniature's GRPO: the same prompts, budget and settings from every decayed model (init_from and out_dir
 # are set per branch and seed by miniature.sh). As configs/rl_tiny.py, with responses long enough for long CoT.
-#   python rl.py configs/mini/rl.py --init_from=out/miniature/hybrid/hf --out_dir=out/miniature/rl/hybrid/seed0
+#   python rl.py configs/miniature/rl.py --init_from=out/miniature/hybrid/hf --out_dir=out/miniature/rl/hybrid/seed0
 init_from = "out/miniature/hybrid/hf"
 prompts = "out/miniature/world/rl.jsonl"
 template = "qa"

@@ -1,6 +1,6 @@
 # The miniature's 'long' decay branch: from the stable stage's last checkpoint, the same token budget as every
 # branch, the learning rate decayed (cosine) to a tenth; on long chain-of-thought QA (solutions that check themselves).
-#   python train.py configs/mini/decay_long.py
+#   python train.py configs/miniature/decay_long.py
 init_from = "out/miniature/stable"
 mixture = {"web": ("out/miniature/world/data/web_hq", 0.3), "qa_long": ("out/miniature/world/data/qa_long", 0.7)}
 seq_len = 256

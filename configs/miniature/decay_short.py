@@ -1,6 +1,6 @@
 # The miniature's 'short' decay branch: from the stable stage's last checkpoint, the same token budget as every
 # branch, the learning rate decayed (cosine) to a tenth; on short chain-of-thought QA.
-#   python train.py configs/mini/decay_short.py
+#   python train.py configs/miniature/decay_short.py
 init_from = "out/miniature/stable"
 mixture = {"web": ("out/miniature/world/data/web_hq", 0.3), "qa_short": ("out/miniature/world/data/qa_short", 0.7)}
 seq_len = 256

@@ -1,6 +1,6 @@
 # The stable stage on the low-quality web pages (the world's FineMath): the same model, steps and schedule as
-# configs/mini/stable.py, only the corpus differs.
-#   python train.py configs/mini/stable_lowq.py
+# configs/miniature/stable.py, only the corpus differs.
+#   python train.py configs/miniature/stable_lowq.py
 model = "tiny"
 model_args = {"dim": 128, "n_layers": 4, "n_heads": 4, "n_kv_heads": 2, "ffn_dim": 384, "max_seq_len": 1024,
               "rope_original_len": 256}

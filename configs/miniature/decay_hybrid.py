@@ -1,6 +1,6 @@
 # The miniature's 'hybrid' decay branch: from the stable stage's last checkpoint, the same token budget as every
 # branch, the learning rate decayed (cosine) to a tenth; on short and long QA and a little instruction data, the paper's recommended mix.
-#   python train.py configs/mini/decay_hybrid.py
+#   python train.py configs/miniature/decay_hybrid.py
 init_from = "out/miniature/stable"
 mixture = {"web": ("out/miniature/world/data/web_hq", 0.3), "qa_short": ("out/miniature/world/data/qa_short", 0.33),
            "qa_long": ("out/miniature/world/data/qa_long", 0.33), "instruct": ("out/miniature/world/data/instruct", 0.04)}

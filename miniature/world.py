@@ -3,7 +3,7 @@ The synthetic math world of the CPU miniature: a small family of word problems a
 differences, two-step stories, products, equal shares, linear equations, fractions), with computed answers,
 rendered as the paper's kinds of data and written as jsonl in the real corpora's formats.
 
-    python world.py [config.py] --out_dir=out/world --seed=0 [--key=value ...]
+    python -m miniature.world [config.py] --out_dir=out/world --seed=0 [--key=value ...]
 
 out_dir gets
     web_hq.jsonl, web_lq.jsonl     {"text"}: math "web" pages, clean and degraded (MegaMath-Web-Pro vs FineMath)

@@ -3,7 +3,7 @@ The miniature's report: what GRPO did from each decay branch, and the paper's fo
 from the runs miniature.sh made. Each RL run's metrics.jsonl holds its held-out greedy evaluation at its start (the
 decayed base model) and end, and its reward and response length at every step.
 
-    python report.py [--out_dir=out/miniature] [--seconds=N]
+    python -m miniature.report [--out_dir=out/miniature] [--seconds=N]
 
 writes out_dir/results.json, out_dir/report.md and out_dir/rl_curves.png.
 """

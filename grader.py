@@ -40,11 +40,14 @@ STARTUP_TIMEOUT = 60.0    # seconds a new worker may take to start (it imports s
 WORKER_MEMORY = 2 << 30   # address-space limit of a worker, in bytes
 
 # -----------------------------------------------------------------------------
-# finding the final answer
+# answers: the final answer in a response or a gold
 
-ANSWER_IS = re.compile(r'(?:final answer|the answer)\s*(?:is\s*:?|:)\s*', re.I)
-PROSE_WORD = re.compile(r'(?<![\\a-zA-Z])[a-zA-Z]{3,}')
-MATH_DELIMITERS = (('$$', '$$'), ('$', '$'), ('\\(', '\\)'), ('\\[', '\\]'))
+# "the answer is", "the answer is:", "Final answer:" and the space after, any case: the answer follows
+ANSWER_IS = re.compile(r"(?:final answer|the answer)\s*(?:is\s*:?|:)\s*", re.I)
+# a word of 3+ letters, not the name of a \command: text with more than 3 is prose, not a bare answer
+PROSE_WORD = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}")
+MATH_DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
+
 
 def extract_answer(text):
     """The final answer in text: the last \\boxed{} (or \\fbox{}); else the rest of the line after
@@ -52,22 +55,23 @@ def extract_answer(text):
     text when it is itself a short bare answer. None when there is no answer."""
     if not isinstance(text, str):
         raise TypeError(f"extract_answer expects a str, got {type(text).__name__}")
-    start = max(text.rfind('\\boxed'), text.rfind('\\fbox'), text.rfind('\\framebox'))
+    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"), text.rfind("\\framebox"))
     if start >= 0:
         return _boxed(text, start)
-    start = text.rfind('####')
+    start = text.rfind("####")
     if start >= 0:
-        return _strip_math(text[start + 4:].split('\n', 1)[0]) or None
+        return _strip_math(text[start + 4:].split("\n", 1)[0]) or None
     match = None
     for match in ANSWER_IS.finditer(text):
         pass
     if match:  # the rest of the line, up to the end of the sentence (a period, not a decimal point)
-        line = text[match.end():match.end() + MAX_ANSWER].split('\n', 1)[0]
-        return _strip_math(re.split(r'\.(?:\s|$)', line, maxsplit=1)[0]) or None
+        line = text[match.end():match.end() + MAX_ANSWER].split("\n", 1)[0]
+        return _strip_math(re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]) or None  # "." then space or end
     text = text.strip()
-    if len(text) > 300 or '\n' in text or len(PROSE_WORD.findall(text)) > 3:
+    if len(text) > 300 or "\n" in text or len(PROSE_WORD.findall(text)) > 3:
         return None  # prose without a marked answer
     return _strip_math(text) or None
+
 
 def _boxed(text, start):
     """The argument of the \\boxed-like command at text[start]; None when it never closes."""
@@ -75,78 +79,92 @@ def _boxed(text, start):
     while i < len(text) and text[i].isalpha():
         i += 1
     rest = text[i:i + MAX_ANSWER + 2]  # an answer longer than that is not one: stop looking
-    if not rest.lstrip().startswith('{'):
-        match = re.match(r'\s*([^\s$]+)', rest)  # \boxed 5
+    if not rest.lstrip().startswith("{"):
+        match = re.match(r"\s*([^\s$]+)", rest)  # \boxed 5: the next run of characters, not space or $
         return match.group(1) if match else None
-    begin = rest.index('{')
+    begin = rest.index("{")
     depth, j = 0, begin
     while j < len(rest):
-        if rest[j] == '\\':
+        if rest[j] == "\\":
             j += 2  # \{ and \} are characters, not grouping
             continue
-        depth += {'{': 1, '}': -1}.get(rest[j], 0)
+        depth += {"{": 1, "}": -1}.get(rest[j], 0)
         if depth == 0:
             return rest[begin + 1:j].strip() or None
         j += 1
     return None
 
+
 def _strip_math(s):
     """s without surrounding space, a final period, or $...$, \\(...\\), \\[...\\] around it."""
-    s = s.strip().rstrip('.').strip()
+    s = s.strip().rstrip(".").strip()
     for open_, close in MATH_DELIMITERS:
         if s.startswith(open_) and s.endswith(close) and len(s) >= len(open_) + len(close):
-            return s[len(open_):len(s) - len(close)].strip().rstrip('.').strip()
+            return s[len(open_):len(s) - len(close)].strip().rstrip(".").strip()
     return s
-
 
 # -----------------------------------------------------------------------------
 # cheap checks, in the caller: normalised strings and plain numbers
 
-UNICODE = {'\u2212': '-', '\u2013': '-', '\u00d7': '\\times ', '\u00b7': '\\cdot ', '\u00f7': '\\div ',
-           '\u03c0': '\\pi ', '\u221e': '\\infty ', '\u2264': '\\le ', '\u2265': '\\ge ', '\u2260': '\\ne ',
-           '\u221a': '\\sqrt', '\u00b0': '^\\circ', '\u222a': '\\cup ', '\u2208': '\\in '}
-TEXT = r'\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|mathit|operatorname|boldsymbol)\s*'
-TIMES_TEN = r'(?:(?:e|\\times10\^|\\cdot10\^)\{?([-+]?\d{1,3})\}?)?'  # 1e3, 1.5\times10^{3}
-NUMBER = re.compile(r'([-+]?)(?:(\d{1,60}(?:\.\d{0,60})?|\.\d{1,60})' + TIMES_TEN +
-                    r'|\\frac\{(\d{1,60})\}\{(\d{1,60})\}|(\d{1,60})/(\d{1,60}))(%?)')
-DECIMAL = re.compile(r'[-+]?\d*\.(\d{1,60})' + TIMES_TEN)
-WORDS = re.compile(r'[a-z]{3,}')
+UNICODE = {"\u2212": "-", "\u2013": "-", "\u00d7": "\\times ", "\u00b7": "\\cdot ", "\u00f7": "\\div ",
+           "\u03c0": "\\pi ", "\u221e": "\\infty ", "\u2264": "\\le ", "\u2265": "\\ge ", "\u2260": "\\ne ",
+           "\u221a": "\\sqrt", "\u00b0": "^\\circ", "\u222a": "\\cup ", "\u2208": "\\in "}
+# the start of a text wrapper: \text, \mbox, \mathrm, \operatorname, ... and the space after (part of patterns)
+TEXT = r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|mathit|operatorname|boldsymbol)\s*"
+# an optional power of ten after a decimal, its exponent the group: 1e3, 1.5\times10^{3} (part of patterns)
+TIMES_TEN = r"(?:(?:e|\\times10\^|\\cdot10\^)\{?([-+]?\d{1,3})\}?)?"
+# a whole plain number: a sign, then a decimal (with a power of ten), \frac{a}{b} or a/b, then maybe %
+NUMBER = re.compile(r"([-+]?)(?:(\d{1,60}(?:\.\d{0,60})?|\.\d{1,60})" + TIMES_TEN +
+                    r"|\\frac\{(\d{1,60})\}\{(\d{1,60})\}|(\d{1,60})/(\d{1,60}))(%?)")
+# a decimal with a point; groups: the digits after the point, the power of ten
+DECIMAL = re.compile(r"[-+]?\d*\.(\d{1,60})" + TIMES_TEN)
+# a word of 3+ lowercase letters (a normalised text answer: "odd", "yes")
+WORDS = re.compile(r"[a-z]{3,}")
+
 
 def _normalize(s):
     """One spelling for an answer: no LaTeX spacing, \\left/\\right, units, degrees, $, text
     wrappers or thousands separators; \\dfrac, \\frac12 and .5 written \\frac{1}{2} and 0.5."""
     for a, b in UNICODE.items():
         s = s.replace(a, b)
-    s = re.sub(r'\\(?:left|right)\s*\.', '', s)  # \left. is an invisible delimiter
-    s = re.sub(r'\\(?:left|right|[bB]igg?[lr]?)(?![a-zA-Z])', '', s)
-    s = re.sub(r',\\!\s*', ',', s)  # 10,\!080: a thousands separator
-    s = re.sub(r'\\!|\\displaystyle|\\limits', '', s)
-    s = re.sub(r'(?<!\\)\\[,:; ]|\\q?quad(?![a-zA-Z])|~', ' ', s)
-    s = re.sub(r'\\[dt](frac|binom)', r'\\\1', s)
-    s = re.sub(r'\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree', '', s)
-    s = s.replace('\\$', '').replace('$', '').replace('\\%', '%').strip()
-    # a unit after the value (5 \text{ cm}, 864 \mbox{ inches}^2, 18 dollars), then text wrappers
-    s = re.sub(TEXT + r'\{(?!\s*[ei]\s*\})[^{}]*[a-zA-Z][^{}]*\}(?:\^\{?\d\}?)?\s*$', lambda m: '' if m.start() else m[0], s)
-    s = re.sub(TEXT + r'\{([^{}]*)\}', r'\1', s)
-    s = re.sub(r'\s+(?:or|and)\s+', ', ', s)  # x = 1 or x = 2 lists two solutions
-    s = re.sub(r'(?<=[\d}])\s+(?:(?!pi\b|sqrt\b|inf)[a-zA-Z]{2,}\b\.?\s*)+(?:\^\d)?$', '', s)
-    s = re.sub(r'\s+', ' ', s).strip().rstrip('.').strip()
-    s = re.sub(r'^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\w+)? ?= ?(?=[^=]*$)', '', s)  # x = 5 states 5
-    s = re.sub(r'_\{(\w+)\}', r'_\1', s)
-    s = re.sub(r'\\frac\s*(\d)\s*(\d)', r'\\frac{\1}{\2}', s)
-    s = re.sub(r'\\frac\s*(\d)\s*(?=\{)', r'\\frac{\1}', s)
-    s = re.sub(r'\\frac\s*(\{[^{}]*\})\s*(\d)', r'\\frac\1{\2}', s)
-    s = re.sub(r'\\sqrt\s*(\d)', r'\\sqrt{\1}', s)
-    s = re.sub(r'(?<![\d.])\.(\d)', r'0.\1', s)
-    if re.fullmatch(r'[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?%?|[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?%?', s):
-        s = s.replace(',', '').replace(' ', '')
-    mixed = re.fullmatch(r'(-?)(\d{1,50}) ?\\frac\{(\d{1,50})\}\{(\d{1,50})\}', s)
+    s = re.sub(r"\\(?:left|right)\s*\.", "", s)  # \left. and \right.: invisible delimiters, dot and all
+    s = re.sub(r"\\(?:left|right|[bB]igg?[lr]?)(?![a-zA-Z])", "", s)  # \left, \big, \Biggl...; the bracket stays
+    s = re.sub(r",\\!\s*", ",", s)  # 10,\!080: a thousands separator
+    s = re.sub(r"\\!|\\displaystyle|\\limits", "", s)  # negative space and layout commands
+    # spaces (\, \: \; \  \quad \qquad ~) as plain spaces; in \\, (a row break, a comma) the \, is not one
+    s = re.sub(r"(?<!\\)\\[,:; ]|\\q?quad(?![a-zA-Z])|~", " ", s)
+    s = re.sub(r"\\[dt](frac|binom)", r"\\\1", s)  # \dfrac, \tfrac, \dbinom, \tbinom: \frac, \binom
+    s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree", "", s)  # degrees: 30^\circ, 30^{\circ}, 30\degree are 30
+    s = s.replace("\\$", "").replace("$", "").replace("\\%", "%").strip()
+    # a unit in a text wrapper after the value (5 \text{ cm}, 864 \mbox{ inches}^2); not \text{e} or
+    # \text{i}, which are numbers, and not a wrapper that is the whole answer
+    s = re.sub(TEXT + r"\{(?!\s*[ei]\s*\})[^{}]*[a-zA-Z][^{}]*\}(?:\^\{?\d\}?)?\s*$",
+               lambda m: "" if m.start() else m[0], s)
+    s = re.sub(TEXT + r"\{([^{}]*)\}", r"\1", s)  # the other text wrappers: their contents
+    s = re.sub(r"\s+(?:or|and)\s+", ", ", s)  # x = 1 or x = 2 lists two solutions
+    # a unit in words at the end, after a digit or a }: 18 dollars, 5 sq. ft, 3 cm^2 (not pi, sqrt, inf...)
+    s = re.sub(r"(?<=[\d}])\s+(?:(?!pi\b|sqrt\b|inf)[a-zA-Z]{2,}\b\.?\s*)+(?:\^\d)?$", "", s)
+    s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()  # runs of space as one
+    # x = 5, \theta = 5, a_1 = 5 state 5: a name, then the answer's only =
+    s = re.sub(r"^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\w+)? ?= ?(?=[^=]*$)", "", s)
+    s = re.sub(r"_\{(\w+)\}", r"_\1", s)  # a_{1} as a_1
+    s = re.sub(r"\\frac\s*(\d)\s*(\d)", r"\\frac{\1}{\2}", s)  # \frac12 as \frac{1}{2}
+    s = re.sub(r"\\frac\s*(\d)\s*(?=\{)", r"\\frac{\1}", s)  # \frac1{x} as \frac{1}{x}
+    s = re.sub(r"\\frac\s*(\{[^{}]*\})\s*(\d)", r"\\frac\1{\2}", s)  # \frac{x}2 as \frac{x}{2}
+    s = re.sub(r"\\sqrt\s*(\d)", r"\\sqrt{\1}", s)  # \sqrt2 as \sqrt{2}
+    s = re.sub(r"(?<![\d.])\.(\d)", r"0.\1", s)  # .5 as 0.5; the point of 1.5 stays
+    # thousands separated by commas or spaces (1,000,000, 12 345.5, 1,000%): the separators go
+    if re.fullmatch(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?%?|[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?%?", s):
+        s = s.replace(",", "").replace(" ", "")
+    mixed = re.fullmatch(r"(-?)(\d{1,50}) ?\\frac\{(\d{1,50})\}\{(\d{1,50})\}", s)  # a mixed number: 2\frac{1}{3}
     if mixed and int(mixed[3]) < int(mixed[4]):  # 1\frac{4}{5} is 9/5, not 4/5
-        s = f'{mixed[1]}\\frac{{{int(mixed[2]) * int(mixed[4]) + int(mixed[3])}}}{{{mixed[4]}}}'
-    letter = re.fullmatch(r'\(?([A-E])\)?', s)
+        s = f"{mixed[1]}\\frac{{{int(mixed[2]) * int(mixed[4]) + int(mixed[3])}}}{{{mixed[4]}}}"
+    letter = re.fullmatch(r"\(?([A-E])\)?", s)  # a choice letter, maybe in parentheses
     if letter:
         return letter[1]  # multiple choice: (B) is B
-    return s.lower() if re.fullmatch(r'[A-Za-z][A-Za-z ]{2,}', s) else s  # a text answer
+    # a text answer (3+ characters, letters and spaces) compares in lower case
+    return s.lower() if re.fullmatch(r"[A-Za-z][A-Za-z ]{2,}", s) else s
+
 
 def _number(key):
     """(value, is_percent) when key is a plain number (-3, 0.5, 1/2, \\frac{1}{2}, 1e3, 50%)."""
@@ -160,27 +178,30 @@ def _number(key):
         return None
     else:
         value = Fraction(int(num or num2), int(den or den2))
-    return (-value if sign == '-' else value), percent == '%'
+    return (-value if sign == "-" else value), percent == "%"
+
 
 def _rounding(key):
     """Half a unit in the last digit of a decimal gold (3.14: 0.005): a value that rounds to the
     gold matches it. 0 for integers (27.0 too), fractions, percents and exact forms."""
     match = DECIMAL.fullmatch(key)
-    if not match or not match[1].strip('0'):
+    if not match or not match[1].strip("0"):
         return Fraction(0)
     return Fraction(1, 2) * Fraction(10) ** (int(match[2] or 0) - len(match[1]))
+
 
 def _close(a, b, rel_tol, slack=0):
     """|a - b| within rel_tol of the larger, or within the gold's rounding slack."""
     return abs(a - b) <= max(rel_tol * max(abs(a), abs(b)), slack)
 
+
 def _quick(p, g, rel_tol):
     """True or False when normalised strings or plain numbers decide; None when it takes sympy."""
-    kp, kg = p.replace(' ', ''), g.replace(' ', '')
+    kp, kg = p.replace(" ", ""), g.replace(" ", "")
     if kp == kg:
         return True
-    if re.fullmatch(r'[A-E]', kg):  # multiple choice: (B), B) or B. followed by the option text
-        letter = re.match(r'\(?([A-E])(?:[).:\s]|$)', p)
+    if re.fullmatch(r"[A-E]", kg):  # a choice letter: (B), B) or B. followed by the option text match it
+        letter = re.match(r"\(?([A-E])(?:[).:\s]|$)", p)  # a letter at the start, alone or before ) . : space
         return bool(letter) and letter[1] == kg
     pn, gn = _number(kp), _number(kg)
     if pn and gn:
@@ -192,30 +213,31 @@ def _quick(p, g, rel_tol):
         return False  # two different words, or a word and a number
     return None
 
-
 # -----------------------------------------------------------------------------
 # comparing parsed answers (in the workers)
+
 
 def _same(a, b, tol, slack=0):
     """Whether a (predicted) and b (gold) are equal: tuples in order, sets in any order."""
     ta, tb = latex.tag(a), latex.tag(b)
-    if ta == tb == 'expr':
+    if ta == tb == "expr":
         return _expr_equal(a, b, tol, slack)
-    if 'set' in (ta, tb):
-        return _match(a[1] if ta == 'set' else [a], b[1] if tb == 'set' else [b], tol)
-    if ta == tb == 'interval':
+    if "set" in (ta, tb):
+        return _match(a[1] if ta == "set" else [a], b[1] if tb == "set" else [b], tol)
+    if ta == tb == "interval":
         return a[3:] == b[3:] and _same(a[1], b[1], tol) and _same(a[2], b[2], tol)
-    if {ta, tb} & {'interval', 'union'}:
+    if {ta, tb} & {"interval", "union"}:
         xs, ys = _intervals(a), _intervals(b)
         return xs is not None and ys is not None and _match(xs, ys, tol)
-    if ta == tb == 'tuple':
+    if ta == tb == "tuple":
         return len(a[1]) == len(b[1]) and all(_same(x, y, tol) for x, y in zip(a[1], b[1]))
-    if ta == tb == 'eq':  # lhs - rhs: equal up to a nonzero constant factor
+    if ta == tb == "eq":  # lhs - rhs: equal up to a nonzero constant factor
         ratios = [x / y for x, y in _values(a[1], b[1]) if abs(x) > 1e-20 and abs(y) > 1e-20]
         return len(ratios) >= 2 and all(_close(r, ratios[0], tol) for r in ratios)
-    if ta == tb == 'rel':
+    if ta == tb == "rel":
         return a[1] == b[1] and all(_same(x, y, tol) for x, y in zip(a[2], b[2]))
     return False
+
 
 def _match(xs, ys, tol):
     """Whether the items of xs and ys pair up one to one, in any order."""
@@ -229,14 +251,16 @@ def _match(xs, ys, tol):
         del left[j]
     return True
 
+
 def _intervals(value):
     """value as a list of intervals: an interval, a union, or a pair (a, b) read as open."""
-    if latex.tag(value) == 'union':
+    if latex.tag(value) == "union":
         items = [_intervals(item) for item in value[1]]
         return None if None in items else [i for item in items for i in item]
-    if latex.tag(value) == 'tuple' and len(value[1]) == 2:
-        value = latex.meaning(('interval', *value[1], True, True))
-    return [value] if latex.tag(value) == 'interval' else None
+    if latex.tag(value) == "tuple" and len(value[1]) == 2:
+        value = latex.meaning(("interval", *value[1], True, True))
+    return [value] if latex.tag(value) == "interval" else None
+
 
 def _values(a, b):
     """(a, b) as numbers at three fixed random points of their symbols (one point when there
@@ -250,6 +274,7 @@ def _values(a, b):
     rows = [(a.evalf(30, subs=point), b.evalf(30, subs=point)) for point in points]
     return [row for row in rows if all(v.is_number and v.is_finite for v in row)]
 
+
 def _expr_equal(a, b, tol, slack=0):
     """Equal numbers (within tolerance), or expressions equal at three random points."""
     if a == b:
@@ -259,55 +284,62 @@ def _expr_equal(a, b, tol, slack=0):
         return len(rows) == 1 and _close(*rows[0], tol, slack)
     return len(rows) >= 2 and all(_close(x, y, tol) for x, y in rows)
 
+
 def _readings(text):
     """The values an answer may mean: one, or for 50% both 50 and 0.5."""
-    value = latex.parse(text.rstrip('%'))
-    return [value, value / 100] if text.endswith('%') and latex.tag(value) == 'expr' else [value]
+    value = latex.parse(text.rstrip("%"))
+    return [value, value / 100] if text.endswith("%") and latex.tag(value) == "expr" else [value]
+
 
 def _sympy_equal(pred, gold, rel_tol):
     """Whether normalised answers pred and gold are equal once parsed (runs in a worker)."""
-    slack = _rounding(gold.replace(' ', ''))
+    slack = _rounding(gold.replace(" ", ""))
     slack = sympy.Rational(slack.numerator, slack.denominator)
     golds, preds = _readings(gold), _readings(pred)
     return any(_same(p, g, sympy.Float(rel_tol), slack) for g in golds for p in preds)
 
-
 # -----------------------------------------------------------------------------
 # the worker pool: sympy runs in other processes, so that a call that hangs can be killed
 
-_WORKER_CMD = [sys.executable, os.path.abspath(__file__), '--worker']
+_WORKER_CMD = [sys.executable, os.path.abspath(__file__), "--worker"]
 _pool = []  # workers, dicts of proc, ready, job, unread (bytes), deadline; started on first use, reused
 _pool_lock = threading.Lock()
+
 
 def _forget_pool():
     """In a forked child: the parent's workers (and maybe its held lock) are not the child's."""
     global _pool, _pool_lock
     _pool, _pool_lock = [], threading.Lock()
 
-if hasattr(os, 'register_at_fork'):
+
+if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
+
 
 def _start_worker(worker=None):
     """Start a worker, or kill `worker` and start another in its place."""
     if worker is not None:
-        worker['proc'].kill()
-        worker['proc'].wait()
-        worker['proc'].stdin.close()
-        worker['proc'].stdout.close()
+        worker["proc"].kill()
+        worker["proc"].wait()
+        worker["proc"].stdin.close()
+        worker["proc"].stdout.close()
     # a fresh interpreter (fork + exec) is safe from a process holding threads or CUDA, and
     # unlike multiprocessing's spawn it does not re-run the caller's __main__ (scripts, no guard)
     proc = subprocess.Popen(_WORKER_CMD, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, bufsize=0, start_new_session=True)
-    new = {'proc': proc, 'ready': False, 'job': None, 'unread': b'',
-           'deadline': time.monotonic() + STARTUP_TIMEOUT}
+    new = {"proc": proc, "ready": False, "job": None, "unread": b"",
+           "deadline": time.monotonic() + STARTUP_TIMEOUT}
     if worker is None:
         return new
     worker.update(new)
 
+
 @atexit.register
 def _stop_pool():
+    """No worker outlives the process that started it."""
     for worker in _pool:
-        worker['proc'].kill()
+        worker["proc"].kill()
+
 
 def _run_jobs(jobs, rel_tol, timeout, workers):
     """_sympy_equal on each (pred, gold) in the pool, each within timeout seconds of being sent;
@@ -317,42 +349,43 @@ def _run_jobs(jobs, rel_tol, timeout, workers):
         while len(_pool) < min(workers, len(jobs)):
             _pool.append(_start_worker())
         active = _pool[:min(workers, len(jobs))]
-        while todo or any(w['job'] is not None for w in active):
+        while todo or any(w["job"] is not None for w in active):
             for w in active:
-                if w['ready'] and w['job'] is None and todo:
+                if w["ready"] and w["job"] is None and todo:
                     job = todo.pop()
                     try:
-                        w['proc'].stdin.write((json.dumps([*jobs[job], rel_tol]) + '\n').encode())
-                        w['job'], w['deadline'] = job, time.monotonic() + timeout
+                        w["proc"].stdin.write((json.dumps([*jobs[job], rel_tol]) + "\n").encode())
+                        w["job"], w["deadline"] = job, time.monotonic() + timeout
                     except OSError:  # it died while idle: the pair waits for its replacement
                         todo.append(job)
                         _start_worker(w)
-            waiting = [w for w in active if w['job'] is not None or (todo and not w['ready'])]
+            waiting = [w for w in active if w["job"] is not None or (todo and not w["ready"])]
             if not waiting:
                 continue
-            seconds = max(0.0, min(w['deadline'] for w in waiting) - time.monotonic())
-            readable = wait([w['proc'].stdout for w in waiting], seconds)
+            seconds = max(0.0, min(w["deadline"] for w in waiting) - time.monotonic())
+            readable = wait([w["proc"].stdout for w in waiting], seconds)
             for w in waiting:
-                if w['proc'].stdout in readable:
-                    data = os.read(w['proc'].stdout.fileno(), 64)
+                if w["proc"].stdout in readable:
+                    data = os.read(w["proc"].stdout.fileno(), 64)
                     if not data:  # it died: on its pair (which stays False), or before it was ready
-                        if not w['ready'] and w['proc'].wait() >= 0:  # it exited on its own: it cannot start
+                        if not w["ready"] and w["proc"].wait() >= 0:  # it exited on its own: it cannot start
                             raise RuntimeError(f"grader worker {_WORKER_CMD} exited at start: run it to see why")
                         _start_worker(w)
                         continue
-                    w['unread'] += data  # a pipe may hand over a line in pieces: act on whole lines only
-                    while b'\n' in w['unread'] and (not w['ready'] or w['job'] is not None):
-                        line, w['unread'] = w['unread'].split(b'\n', 1)
-                        if not w['ready']:
-                            w['ready'] = True
+                    w["unread"] += data  # a pipe may hand over a line in pieces: act on whole lines only
+                    while b"\n" in w["unread"] and (not w["ready"] or w["job"] is not None):
+                        line, w["unread"] = w["unread"].split(b"\n", 1)
+                        if not w["ready"]:
+                            w["ready"] = True
                         else:
-                            results[w['job']], w['job'] = line.strip() == b'1', None
-                elif time.monotonic() > w['deadline']:
-                    if not w['ready']:
+                            results[w["job"]], w["job"] = line.strip() == b"1", None
+                elif time.monotonic() > w["deadline"]:
+                    if not w["ready"]:
                         raise RuntimeError(f"grader worker {_WORKER_CMD} did not start within "
                                            f"{STARTUP_TIMEOUT:.0f} s: does `python -c 'import sympy'` work?")
                     _start_worker(w)
     return results
+
 
 def _worker_main():
     """Serve the parent: for each [pred, gold, rel_tol] JSON line on stdin, write 1 or 0."""
@@ -363,19 +396,19 @@ def _worker_main():
         pass
     reply = os.dup(1)
     os.dup2(2, 1)  # stray prints go to stderr, never into the replies
-    _sympy_equal('\\sqrt{2}x + \\pi', '(x, 1)', REL_TOL)  # sympy's slow first use, before any clock runs
-    os.write(reply, b'ready\n')
+    _sympy_equal("\\sqrt{2}x + \\pi", "(x, 1)", REL_TOL)  # sympy's slow first use, before any clock runs
+    os.write(reply, b"ready\n")
     for line in sys.stdin.buffer:
         try:
             pred, gold, rel_tol = json.loads(line)
             equal = bool(_sympy_equal(pred, gold, rel_tol))
         except Exception:  # a parse failure, an overflow, out of memory: "not equal"
             equal = False
-        os.write(reply, b'1\n' if equal else b'0\n')
-
+        os.write(reply, b"1\n" if equal else b"0\n")
 
 # -----------------------------------------------------------------------------
 # the API
+
 
 def grade_many(pairs, rel_tol=REL_TOL, timeout=TIMEOUT, workers=WORKERS):
     """grade() for each (response, gold) pair: cheap checks here, the rest in parallel workers."""
@@ -405,18 +438,21 @@ def grade_many(pairs, rel_tol=REL_TOL, timeout=TIMEOUT, workers=WORKERS):
         results[k] = equal
     return results
 
+
 def grade(response, gold, rel_tol=REL_TOL, timeout=TIMEOUT):
     """Whether the final answer in response equals the reference answer in gold. Returns within
     about timeout seconds whatever the input; the first call, or one just after a worker was killed,
     also waits the ~0.5 s a worker takes to start."""
     return grade_many([(response, gold)], rel_tol, timeout, workers=1)[0]
 
+
 def reward(response, gold, rel_tol=REL_TOL, timeout=TIMEOUT):
     """The RL reward: 1.0 when the final answer in response is right, else 0.0."""
     return 1.0 if grade(response, gold, rel_tol, timeout) else 0.0
 
-if __name__ == '__main__':
-    if sys.argv[1:] == ['--worker']:
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--worker"]:
         _worker_main()
     elif len(sys.argv) == 3:
         print(grade(sys.argv[1], sys.argv[2]))

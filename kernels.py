@@ -79,43 +79,64 @@ def attention_mask(doc_ids, causal=True):
 # Every block applies one mask (key in range, causal, same document) with tl.where; scores of
 # masked keys are -inf so they add exactly 0. The running max starts at -1e30 rather than -inf so
 # a row with no visible key yet (padding rows) never computes inf - inf.
+#
+# Offsets, in elements (the pointers are typed, so no byte sizes appear):
+#   q[b, t, h, d]   at ((b*T + t)*H + h)*D + d  =  (b*T*H + h)*D  +  t*(H*D)  +  d
+#                      a base for (batch b, head h) at t = 0, then H*D per token and 1 per channel
+#   k[b, t, kh, d]  at (b*T*HKV + kh)*D  +  t*(HKV*D)  +  d           (v, dk, dv alike; o, do, dq as q)
+#   lse[b, h, t]    at (b*H + h)*T + t  =  bh*T + t                   (delta alike)
+#   doc[b, t]       at b*T + t                                        (DocStart, DocEnd)
+# Grid: axis 0 is a block of BLOCK_M queries (BLOCK_N keys in the dK/dV kernel), axis 1 folds batch
+# and head into one index, bh = b*H + h (b*HKV + kh in the dK/dV kernel). GQA: G = H // HKV query
+# heads share a KV head, query head h reads KV head h // G, KV head kh serves heads kh*G .. kh*G + G-1.
+# Index vectors: rows = the block's query positions t, cols = the key positions, dims = 0..D-1 (D is
+# a power of two, so dims needs no mask); rows[:, None] and cols[:, None] make a (block, D) tile of
+# offsets with dims[None, :]. The last block runs past T: loads there read 0 and stores are masked off.
+# Batch offsets are taken in int64 (b.to(tl.int64)): B*T*H*D can pass 2**31.
 
 @triton.jit
 def _attn_fwd(Q, K, V, O, LSE, DocStart, DocEnd, T, H, G, qk_scale,
               D: tl.constexpr, CAUSAL: tl.constexpr, DOCS: tl.constexpr, PRECISION: tl.constexpr,
               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    start_m = tl.program_id(0) * BLOCK_M
-    bh = tl.program_id(1)
+    # One program per (query block, batch x head): queries start_m .. start_m + BLOCK_M - 1 of head h.
+    start_m = tl.program_id(0) * BLOCK_M  # the block's first query position
+    bh = tl.program_id(1)  # b * H + h
     b = bh // H
     h = bh % H
     HKV = H // G
-    rows = start_m + tl.arange(0, BLOCK_M)
-    dims = tl.arange(0, D)
+    rows = start_m + tl.arange(0, BLOCK_M)  # query positions t of the block
+    dims = tl.arange(0, D)  # channels of a head
+    # q[b, rows, h, :] as a (BLOCK_M, D) tile: (b, h)'s base, H*D per token, 1 per channel
     q_off = (b.to(tl.int64) * T * H + h) * D + rows[:, None] * (H * D) + dims[None, :]
-    kv_base = (b.to(tl.int64) * T * HKV + h // G) * D
+    kv_base = (b.to(tl.int64) * T * HKV + h // G) * D  # k[b, 0, h // G, 0]: the KV head of query head h
     q = tl.load(Q + q_off, mask=rows[:, None] < T, other=0.0)
 
+    # the keys [lo, hi) this block walks; every key outside is masked for all of its queries
     lo = 0
     hi = T
     if CAUSAL:
-        hi = tl.minimum(start_m + BLOCK_M, T)
+        hi = tl.minimum(start_m + BLOCK_M, T)  # one past the block's last query: later keys are all future
     if DOCS:
+        # each query's document: keys [row_start, row_end); rows past T get [0, T), never stored
         row_start = tl.load(DocStart + b * T + rows, mask=rows < T, other=0)
         row_end = tl.load(DocEnd + b * T + rows, mask=rows < T, other=T)
+        # documents are runs in order, so the first query's document starts first: no query of the
+        # block sees a key before it (lo need not be a multiple of BLOCK_N: cols below start at it)
         lo = tl.load(DocStart + b * T + start_m)  # keys before the block's first document: skipped
         if not CAUSAL:
+            # and the last query's document (its row, clipped to T - 1) ends last
             hi = tl.load(DocEnd + b * T + tl.minimum(start_m + BLOCK_M, T) - 1)
 
     m_i = tl.full([BLOCK_M], -1.0e30, dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, D], dtype=tl.float32)
     for start_n in range(lo, hi, BLOCK_N):
-        cols = start_n + tl.arange(0, BLOCK_N)
-        kv_off = kv_base + cols[:, None] * (HKV * D) + dims[None, :]
+        cols = start_n + tl.arange(0, BLOCK_N)  # key positions of this KV block
+        kv_off = kv_base + cols[:, None] * (HKV * D) + dims[None, :]  # k[b, cols, h // G, :], (BLOCK_N, D)
         k = tl.load(K + kv_off, mask=cols[:, None] < T, other=0.0)
         v = tl.load(V + kv_off, mask=cols[:, None] < T, other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
-        keep = cols[None, :] < T
+        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale  # (BLOCK_M, BLOCK_N): [query, key]
+        keep = cols[None, :] < T  # the mask, indexed [query, key] like s: keys past T
         if CAUSAL:
             keep = keep & (cols[None, :] <= rows[:, None])
         if DOCS:
@@ -129,19 +150,21 @@ def _attn_fwd(Q, K, V, O, LSE, DocStart, DocEnd, T, H, G, qk_scale,
         m_i = m_new
 
     l_i = tl.where(l_i > 0.0, l_i, 1.0)  # a row that saw nothing: output 0, finite LSE
-    tl.store(O + q_off, (acc / l_i[:, None]).to(O.dtype.element_ty), mask=rows[:, None] < T)
+    tl.store(O + q_off, (acc / l_i[:, None]).to(O.dtype.element_ty), mask=rows[:, None] < T)  # o as q
+    # lse[b, h, rows] at bh*T + rows: log2 of the row's sum of exp2(scores), what the backward subtracts
     tl.store(LSE + bh.to(tl.int64) * T + rows, m_i + tl.log2(l_i), mask=rows < T)
 
 
 @triton.jit
 def _attn_bwd_delta(O, DO, Delta, T, H, D: tl.constexpr, BLOCK_M: tl.constexpr):
     # delta_i = sum_d dO_id * O_id = sum_j P_ij dP_ij, the softmax backward's row term
+    # Grid and offsets as the forward's: a block of BLOCK_M queries of one (batch, head), bh = b*H + h.
     start_m = tl.program_id(0) * BLOCK_M
     bh = tl.program_id(1)
     b = bh // H
     h = bh % H
     rows = start_m + tl.arange(0, BLOCK_M)
-    off = (b.to(tl.int64) * T * H + h) * D + rows[:, None] * (H * D) + tl.arange(0, D)[None, :]
+    off = (b.to(tl.int64) * T * H + h) * D + rows[:, None] * (H * D) + tl.arange(0, D)[None, :]  # o, do[b, rows, h, :]
     o = tl.load(O + off, mask=rows[:, None] < T, other=0.0).to(tl.float32)
     do = tl.load(DO + off, mask=rows[:, None] < T, other=0.0).to(tl.float32)
     tl.store(Delta + bh.to(tl.int64) * T + rows, tl.sum(o * do, 1), mask=rows < T)
@@ -153,48 +176,52 @@ def _attn_bwd_dkdv(Q, K, V, DO, LSE, Delta, DK, DV, DocStart, DocEnd, T, H, G, q
                    PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     # One program per (KV block, KV head): dK and dV stay in registers while it walks every query
     # head of the group and every query block that can see these keys.
-    start_n = tl.program_id(0) * BLOCK_N
-    bkv = tl.program_id(1)
+    start_n = tl.program_id(0) * BLOCK_N  # the block's first key position
+    bkv = tl.program_id(1)  # b * HKV + kvh: the grid's axis 1 has B * HKV programs here, not B * H
     HKV = H // G
     b = bkv // HKV
     kvh = bkv % HKV
-    cols = start_n + tl.arange(0, BLOCK_N)
+    cols = start_n + tl.arange(0, BLOCK_N)  # key positions of the block
     dims = tl.arange(0, D)
+    # k, v, dk, dv[b, cols, kvh, :] as a (BLOCK_N, D) tile: (b, kvh)'s base, HKV*D per token
     kv_off = (b.to(tl.int64) * T * HKV + kvh) * D + cols[:, None] * (HKV * D) + dims[None, :]
     k = tl.load(K + kv_off, mask=cols[:, None] < T, other=0.0)
     v = tl.load(V + kv_off, mask=cols[:, None] < T, other=0.0)
     dk = tl.zeros([BLOCK_N, D], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, D], dtype=tl.float32)
 
+    # the queries [lo, hi) that may see a key of this block (the mirror of the forward's key range)
     lo = 0
     hi = T
     if CAUSAL:
         lo = start_n  # earlier queries see none of these keys
     if DOCS:
-        # queries past the last key's document see none of them either
+        # queries past the last key's document see none of them either (the last key: clipped to T - 1)
         hi = tl.load(DocEnd + b * T + tl.minimum(start_n + BLOCK_N, T) - 1)
         if not CAUSAL:
-            lo = tl.load(DocStart + b * T + start_n)
+            lo = tl.load(DocStart + b * T + start_n)  # nor queries before the first key's document
 
-    for g in range(G):
-        bh = b * H + kvh * G + g
-        q_base = (b.to(tl.int64) * T * H + kvh * G + g) * D
+    for g in range(G):  # the query heads of KV head kvh: h = kvh * G + g
+        bh = b * H + kvh * G + g  # (b, h) folded as in the forward's grid: the row of lse and delta
+        q_base = (b.to(tl.int64) * T * H + kvh * G + g) * D  # q[b, 0, h, 0]
         for start_m in range(lo, hi, BLOCK_M):
-            rows = start_m + tl.arange(0, BLOCK_M)
-            q_off = q_base + rows[:, None] * (H * D) + dims[None, :]
+            rows = start_m + tl.arange(0, BLOCK_M)  # query positions (lo need not be block-aligned)
+            q_off = q_base + rows[:, None] * (H * D) + dims[None, :]  # q, do[b, rows, h, :]
             q = tl.load(Q + q_off, mask=rows[:, None] < T, other=0.0)
             do = tl.load(DO + q_off, mask=rows[:, None] < T, other=0.0)
             lse = tl.load(LSE + bh.to(tl.int64) * T + rows, mask=rows < T, other=0.0)
             delta = tl.load(Delta + bh.to(tl.int64) * T + rows, mask=rows < T, other=0.0)
+            # transposed: s_t, p_t, ds_t are (BLOCK_N, BLOCK_M), [key, query], so keys index rows here
             s_t = tl.dot(k, tl.trans(q), input_precision=PRECISION) * qk_scale
             keep = rows[None, :] < T
             if CAUSAL:
                 keep = keep & (cols[:, None] <= rows[None, :])
             if DOCS:
+                # the queries' documents, as in the forward; the key must lie in its query's document
                 row_start = tl.load(DocStart + b * T + rows, mask=rows < T, other=0)
                 row_end = tl.load(DocEnd + b * T + rows, mask=rows < T, other=T)
                 keep = keep & (cols[:, None] >= row_start[None, :]) & (cols[:, None] < row_end[None, :])
-            p_t = tl.exp2(tl.where(keep, s_t, float("-inf")) - lse[None, :])
+            p_t = tl.exp2(tl.where(keep, s_t, float("-inf")) - lse[None, :])  # P^T, from the saved lse
             dv = tl.dot(p_t.to(do.dtype), do, dv, input_precision=PRECISION)
             dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)
             ds_t = p_t * (dp_t - delta[None, :])
@@ -208,6 +235,8 @@ def _attn_bwd_dkdv(Q, K, V, DO, LSE, Delta, DK, DV, DocStart, DocEnd, T, H, G, q
 def _attn_bwd_dq(Q, K, V, DO, LSE, Delta, DQ, DocStart, DocEnd, T, H, G, qk_scale, sm_scale,
                  D: tl.constexpr, CAUSAL: tl.constexpr, DOCS: tl.constexpr,
                  PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    # Grid, offsets and the key range [lo, hi) exactly as in _attn_fwd: one program per (query block,
+    # b * H + h); q, do and dq share q_off; lse and delta are read at bh*T + rows.
     start_m = tl.program_id(0) * BLOCK_M
     bh = tl.program_id(1)
     b = bh // H
@@ -236,10 +265,10 @@ def _attn_bwd_dq(Q, K, V, DO, LSE, Delta, DQ, DocStart, DocEnd, T, H, G, qk_scal
 
     for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + tl.arange(0, BLOCK_N)
-        kv_off = kv_base + cols[:, None] * (HKV * D) + dims[None, :]
+        kv_off = kv_base + cols[:, None] * (HKV * D) + dims[None, :]  # k, v[b, cols, h // G, :]
         k = tl.load(K + kv_off, mask=cols[:, None] < T, other=0.0)
         v = tl.load(V + kv_off, mask=cols[:, None] < T, other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
+        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale  # [query, key], as in the forward
         keep = cols[None, :] < T
         if CAUSAL:
             keep = keep & (cols[None, :] <= rows[:, None])
@@ -282,8 +311,8 @@ def _flash_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, doc_start: Opt
     o = torch.empty_like(q)
     lse = torch.empty(B, H, T, device=q.device, dtype=torch.float32)
     docs = doc_start is not None
-    grid = (triton.cdiv(T, fwd["BLOCK_M"]), B * H)
-    _launch(_attn_fwd)[grid](
+    grid = (triton.cdiv(T, fwd["BLOCK_M"]), B * H)  # (query blocks, batch x query heads): bh = b * H + h
+    _launch(_attn_fwd)[grid](  # without documents lse stands in for DocStart, DocEnd: never read (DOCS=False)
         q, k, v, o, lse, doc_start if docs else lse, doc_end if docs else lse,
         T, H, H // k.shape[2], scale * LOG2E,
         D=D, CAUSAL=causal, DOCS=docs, PRECISION=_precision(q.dtype), **fwd)
@@ -304,6 +333,7 @@ def _flash_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     doc_start, doc_end = (doc_start, doc_end) if docs else (lse, lse)
     common = dict(D=D, CAUSAL=causal, DOCS=docs, PRECISION=_precision(q.dtype))
     _launch(_attn_bwd_delta)[(triton.cdiv(T, 64), B * H)](o, do, delta, T, H, D=D, BLOCK_M=64)
+    # dK, dV: (key blocks, batch x KV heads), b * HKV + kvh; dQ: (query blocks, batch x query heads)
     _launch(_attn_bwd_dkdv)[(triton.cdiv(T, kv_cfg["BLOCK_N"]), B * HKV)](
         q, k, v, do, lse, delta, dk, dv, doc_start, doc_end, T, H, H // HKV, scale * LOG2E, scale,
         **common, **kv_cfg)
@@ -368,6 +398,8 @@ def flash_attention(q, k, v, causal=True, doc_ids=None, scale=None):
 
 @triton.jit
 def _rms_norm_fwd(X, W, Y, Rstd, N, eps, BLOCK: tl.constexpr):
+    # One program per row of x as (M, N), row-major: x[row, cols] at row * N + cols. BLOCK is N rounded
+    # up to a power of two (tl.arange needs one); cols >= N are masked, read as 0, so the sum is exact.
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     x = tl.load(X + row * N + cols, mask=cols < N, other=0.0).to(tl.float32)
@@ -386,8 +418,8 @@ def _rms_norm_bwd(X, W, DY, Rstd, DX, DW, M, N, BLOCK: tl.constexpr):
     cols = tl.arange(0, BLOCK)
     w = tl.load(W + cols, mask=cols < N, other=0.0).to(tl.float32)
     dw = tl.zeros([BLOCK], dtype=tl.float32)
-    for row in range(pid.to(tl.int64), M, tl.num_programs(0)):
-        off = row * N + cols
+    for row in range(pid.to(tl.int64), M, tl.num_programs(0)):  # rows pid, pid + P, pid + 2P, ...
+        off = row * N + cols  # x, dy, dx[row, cols], row-major (M, N) as in the forward
         x = tl.load(X + off, mask=cols < N, other=0.0).to(tl.float32)
         dy = tl.load(DY + off, mask=cols < N, other=0.0).to(tl.float32)
         rstd = tl.load(Rstd + row)
@@ -396,7 +428,7 @@ def _rms_norm_bwd(X, W, DY, Rstd, DX, DW, M, N, BLOCK: tl.constexpr):
         dx = rstd * (dnormed - normed * (tl.sum(dnormed * normed, 0) / N))
         tl.store(DX + off, dx.to(DX.dtype.element_ty), mask=cols < N)
         dw += dy * normed.to(X.dtype.element_ty).to(tl.float32)
-    tl.store(DW + pid.to(tl.int64) * N + cols, dw, mask=cols < N)
+    tl.store(DW + pid.to(tl.int64) * N + cols, dw, mask=cols < N)  # row pid of the (P, N) partial sums
 
 
 @torch.library.triton_op("octothinker::rms_norm_fwd", mutates_args=())

@@ -19,36 +19,48 @@ MAX_EXPONENT = 10_000     # largest numeric exponent, whatever the base
 
 def tag(value):
     """The kind of a parsed value: 'expr' for a sympy expression, else its tuple's tag."""
-    return value[0] if isinstance(value, tuple) else 'expr'
+    return value[0] if isinstance(value, tuple) else "expr"
+
 
 class ParseError(ValueError):
-    pass
+    """Text that is not an answer latex.py can read; grader.py counts it as "not equal"."""
 
-TOKEN = re.compile(r'''\s*(?:
+# -----------------------------------------------------------------------------
+# tokens
+
+# one token after optional space; the named group that matched is its kind, tried in this order:
+#   num   a decimal, maybe with an exponent: 12, 2.5, .5, 1e-3 (one token, not 1 e - 3)
+#   env   \begin{name} or \end{name}: pmatrix, array, bmatrix*
+#   cmd   a \command, or \{ \} \| \\ (a row break)
+#   word  a function or constant spelt without \ (sqrt, pi, sin), alone: the "ln" of "kiln" is letters
+#   sym   one letter
+#   op    <=, >=, != or ** before the one-character operators -+*/^_()[]{},=<>!|&
+TOKEN = re.compile(r"""\s*(?:
     (?P<num>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)
   | (?P<env>\\(?:begin|end)\{[a-zA-Z]*\*?\})
   | (?P<cmd>\\[a-zA-Z]+|\\[{}|\\])
   | (?P<word>(?<![a-zA-Z])(?:sqrt|pi|infinity|infty|inf|arcsin|arccos|arctan|sin|cos|tan|cot|sec|csc|log|ln|exp)(?![a-zA-Z]))
   | (?P<sym>[a-zA-Z])
   | (?P<op><=|>=|!=|\*\*|[-+*/^_()\[\]{},=<>!|&])
-)''', re.X)
-OPS = {'\\cdot': '*', '\\times': '*', '\\ast': '*', '**': '^', '\\div': '/', '\\le': '<=', '\\leq': '<=',
-       '\\leqslant': '<=', '\\ge': '>=', '\\geq': '>=', '\\geqslant': '>=', '\\lt': '<', '\\gt': '>',
-       '\\ne': '!=', '\\neq': '!=', '\\cup': 'cup', '\\in': 'in', '\\pm': 'pm', '\\mp': 'mp',
-       '\\{': '{set', '\\}': '}set', '\\lbrace': '{set', '\\rbrace': '}set', '\\\\': 'row', '\\|': '|',
-       '\\vert': '|', '\\lvert': '|', '\\rvert': '|', '\\lfloor': 'lfloor', '\\rfloor': 'rfloor',
-       '\\lceil': 'lceil', '\\rceil': 'rceil'}
-CONSTANTS = {'pi': sympy.pi, 'infty': sympy.oo, 'infinity': sympy.oo, 'inf': sympy.oo,
-             'emptyset': ('set', []), 'varnothing': ('set', [])}
-FUNCTIONS = {'sin': sympy.sin, 'cos': sympy.cos, 'tan': sympy.tan, 'cot': sympy.cot, 'sec': sympy.sec,
-             'csc': sympy.csc, 'arcsin': sympy.asin, 'arccos': sympy.acos, 'arctan': sympy.atan,
-             'sinh': sympy.sinh, 'cosh': sympy.cosh, 'tanh': sympy.tanh, 'log': sympy.log,
-             'ln': sympy.log, 'exp': sympy.exp}
-GREEK = set('alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta kappa lambda mu nu '
-            'xi rho sigma tau phi varphi chi psi omega Gamma Delta Theta Lambda Sigma Phi Omega'.split())
-BARS = {'|': ('|', sympy.Abs), 'lfloor': ('rfloor', sympy.floor), 'lceil': ('rceil', sympy.ceiling)}
-RELATIONS = ('=', '<', '>', '<=', '>=', '!=', 'in')
-SIGNS = {'+': 1, '-': -1, 'pm': 1, 'mp': -1}  # pm and mp are multiplied by the reading's sign
+)""", re.X)
+OPS = {"\\cdot": "*", "\\times": "*", "\\ast": "*", "**": "^", "\\div": "/", "\\le": "<=", "\\leq": "<=",
+       "\\leqslant": "<=", "\\ge": ">=", "\\geq": ">=", "\\geqslant": ">=", "\\lt": "<", "\\gt": ">",
+       "\\ne": "!=", "\\neq": "!=", "\\cup": "cup", "\\in": "in", "\\pm": "pm", "\\mp": "mp",
+       "\\{": "{set", "\\}": "}set", "\\lbrace": "{set", "\\rbrace": "}set", "\\\\": "row", "\\|": "|",
+       "\\vert": "|", "\\lvert": "|", "\\rvert": "|", "\\lfloor": "lfloor", "\\rfloor": "rfloor",
+       "\\lceil": "lceil", "\\rceil": "rceil"}
+CONSTANTS = {"pi": sympy.pi, "infty": sympy.oo, "infinity": sympy.oo, "inf": sympy.oo,
+             "emptyset": ("set", []), "varnothing": ("set", [])}
+FUNCTIONS = {"sin": sympy.sin, "cos": sympy.cos, "tan": sympy.tan, "cot": sympy.cot, "sec": sympy.sec,
+             "csc": sympy.csc, "arcsin": sympy.asin, "arccos": sympy.acos, "arctan": sympy.atan,
+             "sinh": sympy.sinh, "cosh": sympy.cosh, "tanh": sympy.tanh, "log": sympy.log,
+             "ln": sympy.log, "exp": sympy.exp}
+GREEK = set("alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta kappa lambda mu nu "
+            "xi rho sigma tau phi varphi chi psi omega Gamma Delta Theta Lambda Sigma Phi Omega".split())
+BARS = {"|": ("|", sympy.Abs), "lfloor": ("rfloor", sympy.floor), "lceil": ("rceil", sympy.ceiling)}
+RELATIONS = ("=", "<", ">", "<=", ">=", "!=", "in")
+SIGNS = {"+": 1, "-": -1, "pm": 1, "mp": -1}  # pm and mp are multiplied by the reading's sign
+
 
 def _tokens(text):
     """(kind, value) pairs; kinds: num, sym, const, func, cmd (frac, sqrt, binom), begin, end, op."""
@@ -56,21 +68,25 @@ def _tokens(text):
     while i < len(text):
         match = TOKEN.match(text, i)
         if not match:
-            raise ParseError(f'cannot read {text[i:i + 10]!r}')
+            raise ParseError(f"cannot read {text[i:i + 10]!r}")
         kind, value, i = match.lastgroup, match[match.lastgroup], match.end()
-        name = value.lstrip('\\')
-        if kind == 'env':
-            kind, value = value[1:value.index('{')], value[value.index('{') + 1:-1]
+        name = value.lstrip("\\")
+        if kind == "env":
+            kind, value = value[1:value.index("{")], value[value.index("{") + 1:-1]
         elif value in OPS:
-            kind, value = 'op', OPS[value]
-        elif kind in ('cmd', 'word'):
-            kind = ('const' if name in CONSTANTS else 'func' if name in FUNCTIONS else
-                    'cmd' if name in ('frac', 'sqrt', 'binom') else 'sym' if name in GREEK else None)
+            kind, value = "op", OPS[value]
+        elif kind in ("cmd", "word"):
+            kind = ("const" if name in CONSTANTS else "func" if name in FUNCTIONS else
+                    "cmd" if name in ("frac", "sqrt", "binom") else "sym" if name in GREEK else None)
             if kind is None:
-                raise ParseError(f'unknown command {value}')
+                raise ParseError(f"unknown command {value}")
             value = CONSTANTS.get(name, name)
         out.append((kind, value))
     return out
+
+# -----------------------------------------------------------------------------
+# parser: tokens to sympy objects and tagged tuples, one method per level of precedence
+
 
 class Parser:
     """Recursive descent over one answer. Expressions become sympy objects; the rest tagged
@@ -81,7 +97,7 @@ class Parser:
         self.tokens, self.i, self.depth, self.pm_sign = _tokens(text), 0, 0, pm_sign
 
     def peek(self):
-        return self.tokens[self.i] if self.i < len(self.tokens) else ('eof', None)
+        return self.tokens[self.i] if self.i < len(self.tokens) else ("eof", None)
 
     def next(self):
         token = self.peek()
@@ -89,59 +105,67 @@ class Parser:
         return token
 
     def accept(self, op):
-        found = self.peek() == ('op', op)
+        """Step past op when it is the next token; whether it was."""
+        found = self.peek() == ("op", op)
         self.i += found
         return found
 
     def expect(self, op):
+        """accept(op), or a ParseError when op is not next."""
         if not self.accept(op):
-            raise ParseError(f'expected {op} at token {self.i}')
+            raise ParseError(f"expected {op} at token {self.i}")
 
     def sign(self):
         """The sign of the +, -, \\pm or \\mp about to be read; None when it is something else."""
         kind, value = self.peek()
-        if kind != 'op' or value not in SIGNS:
+        if kind != "op" or value not in SIGNS:
             return None
         self.i += 1
-        return SIGNS[value] * (self.pm_sign if value in ('pm', 'mp') else 1)
+        return SIGNS[value] * (self.pm_sign if value in ("pm", "mp") else 1)
 
     def parse(self):
+        """The whole text: one item, or several (x = 1, x = 2) as a set."""
         items = self.items()
         if self.i != len(self.tokens):
-            raise ParseError(f'unexpected {self.peek()[1]!r}')
-        return items[0] if len(items) == 1 else ('set', items)  # a bare list of solutions
+            raise ParseError(f"unexpected {self.peek()[1]!r}")
+        return items[0] if len(items) == 1 else ("set", items)  # a bare list of solutions
 
     def items(self):
+        """Relations separated by commas."""
         items = [self.relation()]
-        while self.accept(','):
+        while self.accept(","):
             items.append(self.relation())
         return items
 
     def relation(self):
+        """Unions joined by =, <, <=, \\in...: a = b, 1 < x <= 3."""
         parts, ops = [self.union()], []
-        while self.peek()[0] == 'op' and self.peek()[1] in RELATIONS:
+        while self.peek()[0] == "op" and self.peek()[1] in RELATIONS:
             ops.append(self.next()[1])
             parts.append(self.union())
-        return ('rel', ops, parts) if ops else parts[0]
+        return ("rel", ops, parts) if ops else parts[0]
 
     def union(self):
+        """Sums joined by \\cup."""
         items = [self.sum()]
-        while self.accept('cup'):
+        while self.accept("cup"):
             items.append(self.sum())
-        return ('union', items) if len(items) > 1 else items[0]
+        return ("union", items) if len(items) > 1 else items[0]
 
     def sum(self):
+        """Terms joined by +, -, \\pm, \\mp."""
         value = self.term()
         while (sign := self.sign()) is not None:
             value = _expr(value) + sign * _expr(self.term())
         return value
 
     def term(self):
+        """Factors joined by *, / or nothing (implicit multiplication)."""
         value = self.unary()
         while True:
-            if self.accept('*'):
+            if self.accept("*"):
                 value = _expr(value) * _expr(self.unary())
-            elif self.accept('/'):
+            elif self.accept("/"):
                 value = _expr(value) / _expr(self.unary())
             elif self.starts_atom():  # implicit multiplication: 2x, 3\sqrt{2}, (a+5)(b+2)
                 value = _expr(value) * _expr(self.power())
@@ -149,6 +173,7 @@ class Parser:
                 return value
 
     def unary(self):
+        """Signs before a power: -x^2 is -(x^2)."""
         total = 1
         while (sign := self.sign()) is not None:  # a loop, not recursion: ------5 is fine
             total *= sign
@@ -156,195 +181,217 @@ class Parser:
         return value if total == 1 else -_expr(value)
 
     def power(self):
+        """A postfix, maybe ^ a postfix (x^2, 2^{10}, x^-1); a^b^c needs braces."""
         base = self.postfix()
-        if not self.accept('^'):
+        if not self.accept("^"):
             return base
-        exponent = -_expr(self.postfix()) if self.accept('-') else self.postfix()
+        exponent = -_expr(self.postfix()) if self.accept("-") else self.postfix()
         return _pow(_expr(base), _expr(exponent))
 
     def postfix(self):
+        """An atom, maybe followed by factorials (5!)."""
         value = self.atom()
-        while self.accept('!'):
+        while self.accept("!"):
             n = _expr(value)
             if n.is_number and not (n.is_Integer and 0 <= n <= 5000):
-                raise ParseError('factorial of a huge or non-integer number')
+                raise ParseError("factorial of a huge or non-integer number")
             value = sympy.factorial(n)
         return value
 
     def starts_atom(self):
+        """Whether the next token can begin an atom, as after 2 in 2x."""
         kind, value = self.peek()
-        return kind in ('num', 'sym', 'const', 'func', 'cmd', 'begin') or value in ('(', '{', '{set', 'lfloor', 'lceil')
+        return kind in ("num", "sym", "const", "func", "cmd", "begin") or value in ("(", "{", "{set", "lfloor", "lceil")
 
     def atom(self):
+        """read_atom one nesting level deeper, refused past MAX_DEPTH."""
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise ParseError('nested too deeply')
+            raise ParseError("nested too deeply")
         try:
             return self.read_atom()
         finally:
             self.depth -= 1
 
     def read_atom(self):
+        """A number, letter, constant, function, \\frac, \\binom, \\sqrt, matrix, bracket, braces or bars."""
         kind, value = self.next()
-        if kind == 'num':
+        if kind == "num":
             return _number_value(value)
-        if kind == 'sym':
-            if self.accept('_'):
+        if kind == "sym":
+            if self.accept("_"):
                 sub = self.next()
-                if sub[0] not in ('num', 'sym'):
-                    raise ParseError('a subscript is a number or a letter')
-                value = f'{value}_{sub[1]}'
-            return {'e': sympy.E, 'i': sympy.I}[value] if value in ('e', 'i') else sympy.Symbol(value)
-        if kind == 'const':
+                if sub[0] not in ("num", "sym"):
+                    raise ParseError("a subscript is a number or a letter")
+                value = f"{value}_{sub[1]}"
+            return {"e": sympy.E, "i": sympy.I}[value] if value in ("e", "i") else sympy.Symbol(value)
+        if kind == "const":
             return value
-        if kind == 'func':
+        if kind == "func":
             return self.function(value)
-        if kind == 'cmd' and value == 'frac':
+        if kind == "cmd" and value == "frac":
             return _expr(self.atom()) / _expr(self.atom())
-        if kind == 'cmd' and value == 'binom':
+        if kind == "cmd" and value == "binom":
             n, k = _expr(self.atom()), _expr(self.atom())
             if n.is_Integer and k.is_Integer and abs(n) > MAX_BITS:
-                raise ParseError('binomial too large')
+                raise ParseError("binomial too large")
             return sympy.binomial(n, k)
-        if kind == 'cmd':  # \sqrt{x}, \sqrt[n]{x}
+        if kind == "cmd":  # \sqrt{x}, \sqrt[n]{x}
             n = sympy.Integer(2)
-            if self.accept('['):
+            if self.accept("["):
                 n = _expr(self.sum())
-                self.expect(']')
+                self.expect("]")
             return _pow(_expr(self.atom()), 1 / n)
-        if kind == 'begin':
+        if kind == "begin":
             return self.matrix(value)
-        if value in ('(', '['):
+        if value in ("(", "["):
             return self.bracket(value)
-        if value in ('{', '{set'):  # {...} groups in LaTeX; \{1, 2\} and plain {1, 2} are sets
-            items = [] if self.accept('}set') else self.items()
+        if value in ("{", "{set"):  # {...} groups in LaTeX; \{1, 2\} and plain {1, 2} are sets
+            items = [] if self.accept("}set") else self.items()
             if items:
-                self.expect('}' if value == '{' else '}set')
-            return items[0] if value == '{' and len(items) == 1 else ('set', items)
+                self.expect("}" if value == "{" else "}set")
+            return items[0] if value == "{" and len(items) == 1 else ("set", items)
         if value in BARS:
             close, function = BARS[value]
             inside = _expr(self.sum())
             self.expect(close)
             return function(inside)
-        raise ParseError(f'unexpected {value!r}')
+        raise ParseError(f"unexpected {value!r}")
 
     def bracket(self, open_):
+        """After ( or [: a group, an interval ([a, b], (a, b], [a, b)) or a tuple."""
         items = self.items()
         kind, close = self.next()
-        if kind != 'op' or close not in (')', ']'):
-            raise ParseError('unclosed bracket')
-        if len(items) == 1 and open_ + close in ('()', '[]'):
+        if kind != "op" or close not in (")", "]"):
+            raise ParseError("unclosed bracket")
+        if len(items) == 1 and open_ + close in ("()", "[]"):
             return items[0]
-        if len(items) == 2 and open_ + close != '()':
-            return ('interval', items[0], items[1], open_ == '(', close == ')')
+        if len(items) == 2 and open_ + close != "()":
+            return ("interval", items[0], items[1], open_ == "(", close == ")")
         if len(items) == 1:
-            raise ParseError('mismatched brackets')
-        return ('tuple', items)  # (1, 2) is a pair, or an open interval when compared with one
+            raise ParseError("mismatched brackets")
+        return ("tuple", items)  # (1, 2) is a pair, or an open interval when compared with one
 
     def function(self, name):
+        """\\sin x, \\sin^2 x, \\log_2 8, \\ln(x): the argument braced, bracketed or up to the next function."""
         base = power = None
-        if name == 'log' and self.accept('_'):
+        if name == "log" and self.accept("_"):
             base = _expr(self.atom())
-        if self.accept('^'):
+        if self.accept("^"):
             power = _expr(self.postfix())
-        if self.peek() in (('op', '('), ('op', '{')):
+        if self.peek() in (("op", "("), ("op", "{")):
             arg = _expr(self.atom())
         else:  # \sin 2x is sin(2x); \sin x \cos x is sin(x) cos(x)
             arg = _expr(self.power())
-            while self.starts_atom() and self.peek()[0] != 'func':
+            while self.starts_atom() and self.peek()[0] != "func":
                 arg = arg * _expr(self.power())
         value = FUNCTIONS[name](arg) if base is None else sympy.log(arg, base)
         return value if power is None else _pow(value, power)
 
     def matrix(self, env):
-        if env == 'array' and self.accept('{'):  # skip the column spec, {cc}
-            while self.next() not in (('op', '}'), ('eof', None)):
+        """After \\begin{env}: rows of & separated sums up to \\end{env}, as tuples."""
+        if env == "array" and self.accept("{"):  # skip the column spec, {cc}
+            while self.next() not in (("op", "}"), ("eof", None)):
                 pass
         rows = []
         while True:
             rows.append([self.sum()])
-            while self.accept('&'):
+            while self.accept("&"):
                 rows[-1].append(self.sum())
-            if not self.accept('row') or self.peek()[0] == 'end':
+            if not self.accept("row") or self.peek()[0] == "end":
                 break
-        if self.next() != ('end', env) or len({len(row) for row in rows}) != 1:
-            raise ParseError('bad matrix')
+        if self.next() != ("end", env) or len({len(row) for row in rows}) != 1:
+            raise ParseError("bad matrix")
         if len(rows[0]) == 1 or len(rows) == 1:  # a vector is the tuple of its entries
-            return ('tuple', [x for row in rows for x in row])
-        return ('tuple', [('tuple', row) for row in rows])
+            return ("tuple", [x for row in rows for x in row])
+        return ("tuple", [("tuple", row) for row in rows])
+
 
 def _expr(value):
     """value as a sympy expression; a tuple, set, interval or relation is not one."""
     if isinstance(value, tuple):
-        raise ParseError(f'arithmetic on a {value[0]}')
+        raise ParseError(f"arithmetic on a {value[0]}")
     return value
+
 
 def _number_value(text):
     """A number token as an exact sympy Rational (0.15 is 3/20), within the size limits."""
-    mantissa, _, exponent = text.lower().partition('e')
+    mantissa, _, exponent = text.lower().partition("e")
     if len(mantissa) > 100 or len(exponent) > 4:
-        raise ParseError('number too long')
+        raise ParseError("number too long")
     value = Fraction(mantissa) * Fraction(10) ** int(exponent or 0)
     return sympy.Rational(value.numerator, value.denominator)
+
 
 def _pow(base, exponent):
     """base**exponent, refusing results too large to build (9^{9^{9^{9}}} would take forever)."""
     if exponent.is_Number:
         if abs(exponent) > MAX_EXPONENT and base not in (0, 1, -1):
-            raise ParseError('exponent too large')
+            raise ParseError("exponent too large")
         if base.is_Rational and abs(exponent) * max(base.p.bit_length(), base.q.bit_length()) > MAX_BITS:
-            raise ParseError('power too large')
+            raise ParseError("power too large")
     return base ** exponent
+
+# -----------------------------------------------------------------------------
+# meaning: what an answer states
+
 
 def meaning(value):
     """What an answer states: x = 5 states 5, x \\ge 3 states [3, oo), x \\in S states S."""
     if not isinstance(value, tuple):
         return value
     tag = value[0]
-    if tag in ('tuple', 'set', 'union'):
+    if tag in ("tuple", "set", "union"):
         return (tag, [meaning(item) for item in value[1]])
-    if tag == 'interval':
+    if tag == "interval":
         _, lo, hi, left_open, right_open = value
-        return ('interval', _expr(lo), _expr(hi), left_open or lo == -sympy.oo, right_open or hi == sympy.oo)
+        return ("interval", _expr(lo), _expr(hi), left_open or lo == -sympy.oo, right_open or hi == sympy.oo)
     ops, parts = value[1], value[2]
-    if set(ops) == {'='} and all(_is_name(part) for part in parts[:-1]):
+    if set(ops) == {"="} and all(_is_name(part) for part in parts[:-1]):
         return meaning(parts[-1])  # x = 5, (x, y) = (1, 2), a = b = 3
-    if ops == ['='] and _is_name(parts[1]):
+    if ops == ["="] and _is_name(parts[1]):
         return meaning(parts[0])  # 2x + 1 = y
-    if ops == ['=']:
-        return ('eq', _expr(parts[0]) - _expr(parts[1]))
-    if ops == ['in'] and _is_name(parts[0]):
+    if ops == ["="]:
+        return ("eq", _expr(parts[0]) - _expr(parts[1]))
+    if ops == ["in"] and _is_name(parts[0]):
         return meaning(parts[1])
-    if set(ops) <= {'<', '<='} or set(ops) <= {'>', '>='}:
+    if set(ops) <= {"<", "<="} or set(ops) <= {">", ">="}:
         return _inequality(ops, parts)
-    return ('rel', ops, [meaning(part) for part in parts])
+    return ("rel", ops, [meaning(part) for part in parts])
+
 
 def _is_name(value):
+    """Whether value is a variable or a tuple of them: the x of x = 5, the (x, y) of (x, y) = (1, 2)."""
     if isinstance(value, tuple):
-        return value[0] == 'tuple' and all(isinstance(v, sympy.Symbol) for v in value[1])
+        return value[0] == "tuple" and all(isinstance(v, sympy.Symbol) for v in value[1])
     return isinstance(value, sympy.Symbol)
+
 
 def _inequality(ops, parts):
     """x > 3, 3 <= x, 1 < x <= 3 as intervals of x."""
-    if ops[0] in ('>', '>='):  # read it the other way round, ascending
-        ops, parts = [{'>': '<', '>=': '<='}[op] for op in reversed(ops)], parts[::-1]
+    if ops[0] in (">", ">="):  # read it the other way round, ascending
+        ops, parts = [{">": "<", ">=": "<="}[op] for op in reversed(ops)], parts[::-1]
     if len(parts) == 2 and isinstance(parts[0], sympy.Symbol):
-        ops, parts = ['<'] + ops, [-sympy.oo] + parts
+        ops, parts = ["<"] + ops, [-sympy.oo] + parts
     elif len(parts) == 2:
-        ops, parts = ops + ['<'], parts + [sympy.oo]
+        ops, parts = ops + ["<"], parts + [sympy.oo]
     if len(parts) != 3 or not isinstance(parts[1], sympy.Symbol):
-        raise ParseError('not an inequality in one variable')
-    return meaning(('interval', parts[0], parts[2], ops[0] == '<', ops[1] == '<'))
+        raise ParseError("not an inequality in one variable")
+    return meaning(("interval", parts[0], parts[2], ops[0] == "<", ops[1] == "<"))
+
+# -----------------------------------------------------------------------------
+# the API
+
 
 def parse(text):
     """An answer's meaning; with \\pm, both readings merged into one set of solutions."""
     value = meaning(Parser(text).parse())
-    if '\\pm' not in text and '\\mp' not in text:
+    if "\\pm" not in text and "\\mp" not in text:
         return value
     other = meaning(Parser(text, pm_sign=-1).parse())
-    xs = value[1] if tag(value) == 'set' else [value]
-    ys = other[1] if tag(other) == 'set' else [other]
+    xs = value[1] if tag(value) == "set" else [value]
+    ys = other[1] if tag(other) == "set" else [other]
     if len(xs) != len(ys):
-        raise ParseError('\\pm readings of different lengths')
+        raise ParseError("\\pm readings of different lengths")
     same = [tag(x) == tag(y) and x == y for x, y in zip(xs, ys)]
-    return ('set', [z for x, y, s in zip(xs, ys, same) for z in ([x] if s else [x, y])])
+    return ("set", [z for x, y, s in zip(xs, ys, same) for z in ([x] if s else [x, y])])

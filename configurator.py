@@ -1,5 +1,5 @@
 """
-The one config mechanism of every script (train.py, rl.py, eval.py, data.py):
+The one config mechanism of every script (train.py, rl.py, eval.py, data.py, miniature/):
 
     python train.py configs/stable.py --lr=3e-4 --mixture="{'web': 0.9, 'qa': 0.1}"
 
@@ -67,6 +67,6 @@ def parse_value(key, text, default):
     return value
 
 
-def show(config):
+def config_json(config):
     """The resolved config as indented JSON (printed at start, saved as config.json)."""
     return json.dumps(dataclasses.asdict(config), indent=2, default=str)

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from common import write_atomic
 from configurator import configure
 from tokenizer import Tokenizer
 
@@ -122,15 +123,6 @@ def read_chunks(files, fields, size):
         yield chunk
 
 
-def write_atomic(path, write):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_shard(out_dir, k, records, template, fields, bos, tokenizer):
     """Format, tokenize and write shard k; returns (k, n_tokens, n_docs)."""
     pieces, ends, n = [], [], 0
@@ -191,7 +183,7 @@ def prepare(inputs, out_dir, tokenizer, fmt="text", bos=True, docs_per_shard=50_
         if old["complete"]:
             print(f"{out_dir}: already prepared ({old['n_tokens']:,} tokens)")
             return old
-    write_atomic(index_path, lambda f: f.write(json.dumps(index, indent=1).encode()))
+    write_atomic(index_path, json.dumps(index, indent=1))
     for leftover in out_dir.glob("*.tmp*"):  # from writers that died mid-file
         leftover.unlink()
 
@@ -226,7 +218,7 @@ def prepare(inputs, out_dir, tokenizer, fmt="text", bos=True, docs_per_shard=50_
     shards = [{"name": f"shard_{k:06d}", "n_tokens": n, "n_docs": d} for k, (n, d) in sorted(counts.items())]
     index.update(complete=True, shards=shards, n_tokens=sum(s["n_tokens"] for s in shards),
                  n_docs=sum(s["n_docs"] for s in shards))
-    write_atomic(index_path, lambda f: f.write(json.dumps(index, indent=1).encode()))
+    write_atomic(index_path, json.dumps(index, indent=1))
     return index
 
 # -----------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from configurator import configure, show
+from common import is_hub_id, write_atomic
+from configurator import config_json, configure
 from grader import extract_answer, grade_many
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -209,9 +210,9 @@ def evaluate(generate, benchmarks, mode="fewshot", n_samples=1, limit=None, data
             results[name]["mean_response_tokens"] = sum(new_tokens) / len(new_tokens)
         if out_dir:
             os.makedirs(out_dir, exist_ok=True)
-            with open(os.path.join(out_dir, f"{name}_samples.jsonl"), "w") as f:
-                for p, c, a, g, ok in zip(prompts, completions, extracted, golds, correct):
-                    f.write(json.dumps({"prompt": p, "completion": c, "extracted": a, "gold": g, "correct": ok}) + "\n")
+            write_atomic(os.path.join(out_dir, f"{name}_samples.jsonl"), "".join(
+                json.dumps({"prompt": p, "completion": c, "extracted": a, "gold": g, "correct": ok}) + "\n"
+                for p, c, a, g, ok in zip(prompts, completions, extracted, golds, correct)))
     return results
 
 
@@ -226,12 +227,13 @@ def model_generate(model, tokenizer, max_new_tokens, batch_size=64, stop=(), tem
     def generate(prompts):
         encoded = [[tokenizer.bos_id] + tokenizer.encode(p) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+        max_new = fit_context(max_new_tokens, max(map(len, encoded), default=0), model.config.max_seq_len)
         completions, generate.new_tokens = [None] * len(prompts), [0] * len(prompts)
         bar = tqdm(total=len(prompts), unit="prompt", desc="generate", leave=False, disable=len(prompts) <= batch_size)
         t0 = time.perf_counter()
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
-            tokens, _ = model.generate([encoded[i] for i in rows], max_new_tokens, temperature, top_p,
+            tokens, _ = model.generate([encoded[i] for i in rows], max_new, temperature, top_p,
                                        stop_ids=stop_ids, seed=[(seed << 32) + i for i in rows],
                                        stop_strings=stop, decode=tokenizer.decode, compile=compile)
             for i, t in zip(rows, tokens):
@@ -246,6 +248,18 @@ def model_generate(model, tokenizer, max_new_tokens, batch_size=64, stop=(), tem
 
     generate.new_tokens = []
     return generate
+
+def fit_context(max_new_tokens, longest_prompt, max_seq_len):
+    """max_new_tokens, or less where the longest prompt (BOS included) leaves less room in the model's context
+    (saying so): one cap for the whole call, so a completion never depends on the prompts batched with it."""
+    room = max_seq_len - longest_prompt
+    if room < 1:
+        raise ValueError(f"a prompt of {longest_prompt} tokens fills the model's whole context (max_seq_len="
+                         f"{max_seq_len}); use fewer few-shot examples (--mode=zeroshot) or a longer-context model")
+    if max_new_tokens > room:
+        tqdm.write(f"max_new_tokens={max_new_tokens} capped at {room}: the longest prompt has {longest_prompt} tokens "
+                   f"and the model's context is {max_seq_len}")
+    return min(max_new_tokens, room)
 
 # -----------------------------------------------------------------------------
 # command line
@@ -268,7 +282,7 @@ def find_model(path):
             raise FileNotFoundError(f"--model={path}: a run folder without its hf/ export, which train.py and rl.py "
                                     "write when the run finishes; wait for it, or pass a finished run")
         return check_model_folder(path), os.path.join(path, "eval")
-    if os.path.exists(path) or path.startswith((".", "/", "~")) or path.count("/") != 1:
+    if not is_hub_id(path):
         raise FileNotFoundError(f"--model={path}: no such folder, and not a hub id like 'meta-llama/Llama-3.2-1B'")
     return path, os.path.join("out", "eval", path.replace("/", "--"))
 
@@ -307,10 +321,9 @@ def main(cfg):
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = getattr(torch, cfg.dtype or ("bfloat16" if device.startswith("cuda") else "float32"))
     torch.manual_seed(cfg.seed)
-    print(show(cfg))
+    print(config_json(cfg))
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "config.json"), "w") as f:
-        f.write(show(cfg) + "\n")
+    write_atomic(os.path.join(out_dir, "config.json"), config_json(cfg) + "\n")
 
     model = Llama.from_pretrained(folder, dtype=dtype, device=device).eval()
     tokenizer = Tokenizer.from_pretrained(folder)
@@ -331,9 +344,9 @@ def main(cfg):
     for name, r in results.items():
         scores = f"{r['accuracy']:.1%}" if k == 1 else f"{r['accuracy']:.1%} | {r[f'pass@{k}']:.1%}"
         print(f"| {name} | {r['n']} | {scores} | {r['mean_response_tokens']:.0f} |")
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump({"model": folder, "device": device, "dtype": str(dtype)[6:], "config": json.loads(show(cfg)),
-                   "results": results}, f, indent=1)
+    write_atomic(os.path.join(out_dir, "results.json"), json.dumps(
+        {"model": folder, "device": device, "dtype": str(dtype)[6:], "config": json.loads(config_json(cfg)),
+         "results": results}, indent=1))
     print(f"\nwrote {out_dir}/results.json and <benchmark>_samples.jsonl")
     return results
 

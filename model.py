@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 import generation
+from common import is_hub_id, write_atomic
 from kernels import document_bounds, flash_attention, rms_norm
 
 # -----------------------------------------------------------------------------
@@ -64,11 +65,10 @@ PRESETS = {
     "llama3.2-3b": dict(dim=3072, n_layers=28, n_heads=24, n_kv_heads=8, ffn_dim=8192),
     "llama3.1-8b": dict(dim=4096, n_layers=32, n_heads=32, n_kv_heads=8, ffn_dim=14336,
                         rope_factor=8.0, tie_embeddings=False),
-    # small ones for tests and the CPU demo; their vocabulary comes from the tokenizer trained for them
-    "tiny": dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=192, vocab_size=512,
-                 rope_original_len=64, max_seq_len=2048, bos_id=510, eos_id=511),
-    "mini": dict(dim=256, n_layers=6, n_heads=8, n_kv_heads=2, ffn_dim=768, vocab_size=4096,
-                 rope_original_len=256, max_seq_len=4096, bos_id=4094, eos_id=4095),
+    # the CPU miniature's ~1M-parameter model (configs/tiny.py, configs/miniature/); trained from scratch, it gets
+    # its tokenizer's vocabulary and BOS/EOS ids (these are a 1024-token BPE's)
+    "miniature": dict(dim=128, n_layers=4, n_heads=4, n_kv_heads=2, ffn_dim=384, vocab_size=1024,
+                      rope_original_len=256, max_seq_len=1024, bos_id=1008, eos_id=1009),
 }
 
 # -----------------------------------------------------------------------------
@@ -233,7 +233,7 @@ class Llama(nn.Module):
         from safetensors import safe_open
         folder = path_or_repo_id
         if not os.path.isdir(folder):
-            if os.path.exists(folder) or folder.startswith((".", "/")) or folder.count("/") != 1:
+            if not is_hub_id(folder):
                 raise FileNotFoundError(f"'{folder}' is neither a checkpoint folder nor a hub repo id "
                                         "like 'meta-llama/Llama-3.2-1B'")
             from huggingface_hub import snapshot_download
@@ -282,19 +282,17 @@ class Llama(nn.Module):
 
     def save_pretrained(self, out_dir, state_dict=None):
         """Write config.json and model.safetensors that transformers and vLLM load as they are. A sharded
-        (FSDP) model passes its gathered full state_dict. Each file is written under a temporary name and
-        renamed, so a crash never leaves a torn one."""
+        (FSDP) model passes its gathered full state_dict. Each file is written atomically: a crash never
+        leaves a torn one."""
         from safetensors.torch import save_file
         os.makedirs(out_dir, exist_ok=True)
         params = state_dict if state_dict is not None else dict(self.named_parameters())
         tensors = {hf_name(n): params[n].detach().cpu().contiguous() for n, _ in self.named_parameters()}
-        tmp = os.path.join(out_dir, "model.safetensors.tmp")
-        save_file(tensors, tmp, metadata={"format": "pt"})
-        os.replace(tmp, os.path.join(out_dir, "model.safetensors"))
+        # safetensors writes to a path: the temporary file's (not its bytes in memory: 16 GB at 8B)
+        write_atomic(os.path.join(out_dir, "model.safetensors"),
+                     lambda f: save_file(tensors, f.name, metadata={"format": "pt"}))
         dtype = tensors[hf_name("embed_tokens.weight")].dtype
-        with open(os.path.join(out_dir, "config.json.tmp"), "w") as f:
-            json.dump(config_to_hf(self.config, dtype), f, indent=2)
-        os.replace(os.path.join(out_dir, "config.json.tmp"), os.path.join(out_dir, "config.json"))
+        write_atomic(os.path.join(out_dir, "config.json"), json.dumps(config_to_hf(self.config, dtype), indent=2))
 
 
 def hf_name(name):
@@ -394,9 +392,9 @@ if __name__ == "__main__":
     import tempfile
     import time
     torch.manual_seed(0)
-    cfg = ModelConfig.preset("mini")
+    cfg = ModelConfig.preset("miniature")
     model = Llama(cfg).eval()
-    print(f"a random '{'mini'}' Llama-3: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters,",
+    print(f"a random 'miniature' Llama-3: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters,",
           {k: v for k, v in asdict(cfg).items() if k in ("dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size")})
     with tempfile.TemporaryDirectory() as d:
         model.save_pretrained(d)

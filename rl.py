@@ -10,23 +10,26 @@ grader.py checks each completion's final answer against the gold one; 3. advanta
 group's mean (over one prompt's samples), divided by the group's std unless std_norm is False (Dr. GRPO);
 4. update: on PPO mini-batches, the clipped surrogate with optional KL to the initial model and entropy bonus.
 Every prompt and sample is a pure function of (seed, step, prompt, sample index), so a resumed run and a run
-on any number of ranks draw the same ones. Checkpoints, metrics and the hf/ export work as in train.py.
+on any number of ranks draw the same ones. The run folder (checkpoints, metrics.jsonl, samples.jsonl, hf/) is
+common.py's, as train.py's.
 """
 import hashlib
 import json
 import os
+import re
+import shlex
 import subprocess
+import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from tqdm import tqdm
 
 import eval as evaluation
-import train
-from configurator import configure, show
+from common import all_max, all_sum, barrier, launch, parallelize, start_run
 from data import resolve_inputs
 from tokenizer import Tokenizer
 from grader import extract_answer, grade_many
@@ -227,33 +230,32 @@ def sequences(prompt_tokens, response_tokens):
 
 
 def ensure_init(cfg, rank):
+    """Run init_commands (rank 0; the others wait) when init_from does not exist yet. A command's leading
+    `python` is the interpreter running this script, so a venv works without being activated."""
     if not os.path.exists(cfg.init_from) and cfg.init_commands:
         if rank == 0:
             for command in cfg.init_commands:
+                command = re.sub(r"^python3?(?=\s)", shlex.quote(sys.executable), command.strip())
                 print(f"$ {command}", flush=True)
                 subprocess.run(command, shell=True, check=True)
-        train.barrier()
+        barrier()
 
 
-def main(cfg):
-    rank, world_size, device = train.setup_distributed()
-    torch.manual_seed(cfg.seed)
-    P, G, M = cfg.prompts_per_step, cfg.samples_per_prompt, cfg.mini_batch_prompts
+def check_config(cfg, world_size):
+    P, M = cfg.prompts_per_step, cfg.mini_batch_prompts
     if P % M or M % world_size:
         raise ValueError(f"prompts_per_step={P} must be a multiple of mini_batch_prompts={M}, and that of "
                          f"world_size={world_size}")
     if cfg.template not in evaluation.TEMPLATES:
         raise ValueError(f"template '{cfg.template}': choose one of {sorted(evaluation.TEMPLATES)}")
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    if rank == 0:
-        print(show(cfg))
-        with open(os.path.join(cfg.out_dir, "config.json"), "w") as f:
-            f.write(show(cfg))
-    resume = train.latest_checkpoint(cfg.out_dir)
-    if resume and os.path.isdir(os.path.join(cfg.out_dir, "hf")) and resume.endswith(f"step_{cfg.max_steps:06d}"):
-        if rank == 0:
-            print(f"{cfg.out_dir} is complete ({resume}, hf/): nothing to do")
+
+
+def main(cfg):
+    run = start_run(cfg, check=lambda world_size: check_config(cfg, world_size))
+    if run.done:
         return
+    rank, world_size, device = run.rank, run.world_size, run.device
+    P, G, M = cfg.prompts_per_step, cfg.samples_per_prompt, cfg.mini_batch_prompts
     ensure_init(cfg, rank)
     tokenizer = Tokenizer.from_pretrained(cfg.tokenizer or cfg.init_from)
     data = load_prompts(cfg.prompts, cfg.template)
@@ -261,24 +263,17 @@ def main(cfg):
     # the policy (trained, sharded), its full copy that generates, and a frozen reference for the KL
     rollout_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     model = Llama.from_pretrained(cfg.init_from, dtype=torch.float32, device=device)
-    mcfg = model.config
     policy = Llama.from_pretrained(cfg.init_from, dtype=rollout_dtype, device=device).eval()
     reference = Llama.from_pretrained(cfg.init_from, dtype=rollout_dtype, device=device).eval() if cfg.kl_coef else None
-    model = train.parallelize(model, cfg, world_size, device)
+    model = parallelize(model, cfg, world_size, device)
     if world_size > 1:
         from torch.distributed.fsdp import register_fsdp_forward_method
         register_fsdp_forward_method(model, "logprobs")
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                   fused=device.type == "cuda")
-    step = 0
-    if resume:
-        step = train.load_checkpoint(resume, model, optimizer)["step"]
-        if rank == 0:
-            print(f"resuming from {resume} (step {step})")
-    metrics = train.open_metrics(cfg.out_dir, step) if rank == 0 else None
-    samples_log = train.open_metrics(cfg.out_dir, step, "samples.jsonl") if rank == 0 else None
+    step = run.restore(model, optimizer)["step"] if run.resume else 0
+    run.open_logs(step, ["metrics", "samples"])
     autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" and world_size == 1 else nullcontext()
-    meta = lambda s: {"step": s, "model_config": asdict(mcfg), "config": asdict(cfg), "world_size": world_size}
 
     def held_out_eval():
         """Greedy accuracy on the held-out benchmarks, on rank 0 (the others wait)."""
@@ -292,16 +287,13 @@ def main(cfg):
             results = {f"eval/{name}": s["accuracy"] for name, s in scores.items()}
             results |= {f"eval/{name}_response_len": s["mean_response_tokens"] for name, s in scores.items()}
             tqdm.write(f"step {step}: held-out greedy accuracy {results}")
-        train.barrier()
+        barrier()
         return results
 
-    bar = tqdm(total=cfg.max_steps, initial=step, disable=rank != 0, desc=os.path.basename(cfg.out_dir))
+    bar = run.progress(step)
     sync_weights(policy, model)
     if step == 0 and cfg.eval_every:  # the starting point of the held-out curve
-        row = {"step": 0, **held_out_eval()}
-        if rank == 0:
-            metrics.write(json.dumps(row) + "\n")
-            metrics.flush()
+        run.log({"step": 0, **held_out_eval()})
     while step < cfg.max_steps:
         # 1. rollout: this rank's prompts are the step's positions j = rank, rank + W, ...
         t0 = time.perf_counter()
@@ -338,8 +330,11 @@ def main(cfg):
         sums = dict.fromkeys(["loss", "clip_frac", "kl", "entropy", "grad_norm"], 0.0)
         for u in range(P // M):
             rows = range(u * per_update, (u + 1) * per_update)
-            n_tokens = train.all_sum(mask[rows.start:rows.stop].sum().item(), device)
-            n_seqs = train.all_sum(keep[rows.start:rows.stop].sum().item(), device)
+            n_tokens = all_sum(mask[rows.start:rows.stop].sum().item(), device)
+            n_seqs = all_sum(keep[rows.start:rows.stop].sum().item(), device)
+            # The mini-batch's loss is normalised by its global count, over every rank (tokens for token-mean,
+            # sequences otherwise), not per micro-batch: micro-batch losses then add up to the mini-batch's loss
+            # however it is split across micro-batches and ranks
             total = n_tokens if cfg.loss_agg == "token-mean" else n_seqs
             # rows of similar length share a micro-batch (the loss is a sum, so any split gives the same gradient),
             # and a micro-batch is as wide as its longest row: little padding
@@ -357,7 +352,7 @@ def main(cfg):
                     logprobs.float(), old_logprobs, advantages[s].to(device), mb, cfg.clip_low,
                     cfg.clip_high, cfg.loss_agg, None if ref is None else ref[s, :width].to(device), cfg.kl_coef,
                     entropy.float(), cfg.entropy_coef, total=max(total, 1), max_len=max_new)
-                (loss * world_size).backward()  # FSDP averages gradients over ranks; loss already has the global total
+                (loss * world_size).backward()  # FSDP averages gradients over ranks: times world_size, a sum again
                 sums["loss"] += loss.item()
                 n = mb.sum().item()
                 for key in ("clip_frac", "kl", "entropy"):
@@ -374,48 +369,26 @@ def main(cfg):
         n_all = P * G
         lengths = [len(r) for r in responses]
         row = {"step": step,
-               "reward": train.all_sum(rewards.sum().item(), device) / n_all,
-               "accuracy": train.all_sum(sum(correct), device) / n_all,
-               "response_len": train.all_sum(sum(lengths), device) / n_all,
-               "response_len_max": max_all(max(lengths), device),
-               "loss": train.all_sum(sums["loss"], device) / (P // M),
-               **{k: train.all_sum(sums[k], device) / (P // M) for k in ("clip_frac", "kl", "entropy")},
+               "reward": all_sum(rewards.sum().item(), device) / n_all,
+               "accuracy": all_sum(sum(correct), device) / n_all,
+               "response_len": all_sum(sum(lengths), device) / n_all,
+               "response_len_max": all_max(max(lengths), device),
+               "loss": all_sum(sums["loss"], device) / (P // M),
+               **{k: all_sum(sums[k], device) / (P // M) for k in ("clip_frac", "kl", "entropy")},
                "grad_norm": sums["grad_norm"] / (P // M), "lr": cfg.lr,
-               "rollout_tok_per_s": train.all_sum(gen_tokens, device) / t_rollout,
-               "update_tok_per_s": train.all_sum(int(mask.sum()), device) / t_update}
+               "rollout_tok_per_s": all_sum(gen_tokens, device) / t_rollout,
+               "update_tok_per_s": all_sum(int(mask.sum()), device) / t_update}
         if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.max_steps):
             row |= held_out_eval()
-        if rank == 0:
-            metrics.write(json.dumps(row) + "\n")
-            metrics.flush()
-            for (j, k), text, r in list(zip(requests, texts, rewards.tolist()))[:cfg.log_samples]:
-                samples_log.write(json.dumps({"step": step, "prompt": data[chosen[j]]["prompt"], "completion": text,
-                                              "answer": extract_answer(text), "gold": data[chosen[j]]["answer"],
-                                              "reward": r}) + "\n")
-            samples_log.flush()
-            bar.update(1)
-            bar.set_postfix(reward=f"{row['reward']:.3f}", len=f"{row['response_len']:.0f}", loss=f"{row['loss']:.4f}")
-        if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
-            train.save_checkpoint(cfg.out_dir, step, model, optimizer, meta(step), rank, cfg.keep_checkpoints)
-    bar.close()
-    train.export_hf(model, tokenizer, cfg.out_dir, cfg.export_dtype, rank)
-    if rank == 0:
-        metrics.close()
-        samples_log.close()
-        print(f"done: {cfg.out_dir}/hf")
-
-
-def max_all(x, device):
-    t = torch.tensor(float(x), device=device)
-    if torch.distributed.is_initialized():
-        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-    return t.item()
+        run.log(row)
+        for (j, k), text, r in list(zip(requests, texts, rewards.tolist()))[:cfg.log_samples]:
+            run.log({"step": step, "prompt": data[chosen[j]]["prompt"], "completion": text,
+                     "answer": extract_answer(text), "gold": data[chosen[j]]["answer"], "reward": r}, "samples")
+        bar.update(1)
+        bar.set_postfix(reward=f"{row['reward']:.3f}", len=f"{row['response_len']:.0f}", loss=f"{row['loss']:.4f}")
+        run.checkpoint(step, model, optimizer)
+    run.finish(model, tokenizer)
 
 
 if __name__ == "__main__":
-    cfg = configure(Config())
-    try:
-        main(cfg)
-    finally:
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+    launch(main, Config())

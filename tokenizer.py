@@ -20,6 +20,8 @@ from pathlib import Path
 import regex
 import tiktoken
 
+from common import is_hub_id, write_atomic
+
 LLAMA3_PATTERN = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 # Llama-3.1/3.2's 256 special tokens, from id len(ranks) = 128000 on. Llama-3.0 names some
 # reserved slots differently (same ids), so from_pretrained prefers a model's own file's names.
@@ -60,8 +62,8 @@ class Tokenizer:
         """tokenizer.model (the ranks file) + special_tokens.json."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "tokenizer.model").write_bytes(self.ranks_file())
-        (folder / "special_tokens.json").write_text(json.dumps(self.special_tokens, indent=0))
+        write_atomic(folder / "tokenizer.model", self.ranks_file())
+        write_atomic(folder / "special_tokens.json", json.dumps(self.special_tokens, indent=0))
 
     @classmethod
     def load(cls, folder):
@@ -74,6 +76,11 @@ class Tokenizer:
         """Llama-3's tokenizer from a model folder or hub repo id (original/tokenizer.model, else
         tokenizer.json), or a folder written by save()."""
         folder = Path(path_or_repo_id)
+        if not folder.exists() and not is_hub_id(path_or_repo_id):
+            raise FileNotFoundError(f"tokenizer {str(path_or_repo_id)!r}: no such folder, and not a hub id like "
+                                    "'meta-llama/Llama-3.2-1B'. A trained tokenizer is made by `python data.py "
+                                    f"train_tokenizer --inputs=... --out={path_or_repo_id}` (README: the recipe on a "
+                                    "CPU, by hand); a model folder's is its own")
         if not folder.exists():
             from huggingface_hub import snapshot_download
             try:

@@ -34,7 +34,7 @@ HEADER = ["# eval.py speed: MATH500, 4-shot, greedy", "",
 def main():
     cuda = torch.cuda.is_available()
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="llama3.2-1b" if cuda else "tiny", help="a model.py preset")
+    ap.add_argument("--model", default="llama3.2-1b" if cuda else "miniature", help="a model.py preset")
     ap.add_argument("--max_new_tokens", type=int, default=1024 if cuda else 128)
     ap.add_argument("--batch_size", type=int, default=128 if cuda else 64)
     ap.add_argument("--limit", type=int, default=500)

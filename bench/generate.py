@@ -5,7 +5,7 @@ to bench/results/. Two workloads: every row greedy for a fixed number of tokens,
 stop id, which finish at different steps (transformers computes a finished row until the batch is done;
 we drop it).
 
-    python bench/generate.py     # CPU: the "mini" preset and the miniature's model; GPU: Llama-3.2-1B shapes, bf16
+    python bench/generate.py     # CPU: the "mini" shape and the miniature's model; GPU: Llama-3.2-1B shapes, bf16
     python bench/generate.py --models=miniature --new_tokens=16 --repeats=1   # a quick smoke run
 
 On a GPU it also reports the memory-bandwidth floor of each decode step (every weight and the batch's
@@ -14,7 +14,6 @@ KV cache read once) against the measured copy bandwidth of the card.
 import argparse
 import os
 import platform
-import runpy
 import statistics
 import sys
 import tempfile
@@ -93,11 +92,12 @@ def copy_bandwidth():
 
 
 def model_config(name):
-    """A preset, or 'miniature': the model the CPU miniature trains (configs/tiny.py, its world's 716 tokens)."""
-    if name != "miniature":
-        return ModelConfig.preset(name)
-    tiny = runpy.run_path(os.path.join(ROOT, "configs", "tiny.py"))
-    return ModelConfig.preset(tiny["model"], **tiny["model_args"], vocab_size=716)
+    """A preset; 'mini', a model between the miniature's and Llama-3.2-1B; or 'miniature' with its world's 716 tokens
+    (the model configs/tiny.py trains)."""
+    if name == "mini":
+        return ModelConfig(dim=256, n_layers=6, n_heads=8, n_kv_heads=2, ffn_dim=768, vocab_size=4096,
+                           rope_original_len=256, max_seq_len=4096, bos_id=4094, eos_id=4095)
+    return ModelConfig.preset(name, **(dict(vocab_size=716, bos_id=700, eos_id=701) if name == "miniature" else {}))
 
 
 def main():

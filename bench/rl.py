@@ -65,7 +65,7 @@ def step(model, policy, optimizer, prompts, cfg, device):
 def main():
     cuda = torch.cuda.is_available()
     ap = argparse.ArgumentParser()
-    ap.add_argument("--preset", default="llama3.2-1b" if cuda else "tiny")
+    ap.add_argument("--preset", default="llama3.2-1b" if cuda else "miniature")
     ap.add_argument("--prompts", type=int, default=128 if cuda else 16)
     ap.add_argument("--samples", type=int, default=16 if cuda else 8)
     ap.add_argument("--prompt_len", type=int, default=256 if cuda else 30)
@@ -78,10 +78,7 @@ def main():
     args = ap.parse_args()
     device = torch.device("cuda" if cuda else "cpu")
     torch.manual_seed(0)
-    # the CPU default is rl_tiny's model (configs/tiny.py's shape, the world tokenizer's 1024 ids)
-    extra = {} if cuda else {"dim": 128, "n_layers": 4, "n_heads": 4, "n_kv_heads": 2, "ffn_dim": 384,
-                             "vocab_size": 1024, "max_seq_len": 1024, "rope_original_len": 256}
-    mcfg = ModelConfig.preset(args.preset, **extra)
+    mcfg = ModelConfig.preset(args.preset)  # the CPU default is rl_tiny's model (configs/tiny.py's)
     model = Llama(mcfg).to(device)
     policy = Llama(mcfg).to(device, torch.bfloat16 if cuda else torch.float32).eval()
     policy.load_state_dict(model.state_dict())

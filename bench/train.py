@@ -19,6 +19,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import kernels  # noqa: E402
 import train  # noqa: E402
+from common import parallelize  # noqa: E402
 from configurator import configure  # noqa: E402
 from model import Llama, ModelConfig  # noqa: E402
 
@@ -35,7 +36,7 @@ def measure(mcfg, cfg, device, use_kernels, steps):
     """Median seconds of a training step (after two warm-up steps) of a fresh model."""
     kernels.ENABLED = use_kernels
     torch.manual_seed(0)
-    model = train.parallelize(Llama(mcfg).to(device), cfg, 1, device)
+    model = parallelize(Llama(mcfg).to(device), cfg, 1, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     x, y, doc_ids = batch(cfg.micro_batch, cfg.seq_len, mcfg.vocab_size, 8, device)

@@ -1,9 +1,7 @@
 # A ~1M-parameter Llama mid-trained on the synthetic math world in about a minute on a CPU: warmup, stable and
 # decay in one run, on math web pages and short chain-of-thought QA. Used by the tests and by configs/rl_tiny.py
 # (whose init_commands make its data: miniature/world.py, then data.py train_tokenizer and prepare).
-model = "tiny"
-model_args = {"dim": 128, "n_layers": 4, "n_heads": 4, "n_kv_heads": 2, "ffn_dim": 384, "max_seq_len": 1024,
-              "rope_original_len": 256}  # the vocabulary is the tokenizer's
+model = "miniature"              # model.py's ~1M-parameter preset; the vocabulary is the tokenizer's
 tokenizer = "out/world/tokenizer"
 mixture = {
     "web_hq": ("out/world/data/web_hq", 0.5),

@@ -31,6 +31,7 @@ import os
 import random
 from dataclasses import asdict, dataclass, field
 
+from common import write_atomic
 from configurator import configure
 
 KINDS = ["add", "sub", "two_step", "mul", "share", "equation", "fraction"]
@@ -226,12 +227,12 @@ def pose(kind, n, rng):
             "question": story[0].format(**ctx)}
 
 
-def show(f):
+def fact_text(f):
     return f"{f[0]} {f[1]} {f[2]} = {f[3]}"
 
 
 def step(p, i, f):
-    return p["story"][1][i].format(**p["ctx"], f=show(f))
+    return p["story"][1][i].format(**p["ctx"], f=fact_text(f))
 
 
 def conclusion(p):
@@ -260,10 +261,10 @@ def long_solution(p, rng, slip, box=True):
         if rng.random() < slip:
             w = wrong(f, rng)
             back = (w[3], INVERSE[w[1]], w[2], compute(w[3], INVERSE[w[1]], w[2]))
-            out += [step(p, i, w) + ".", f"Wait, let me check: {show(back)}, not {f[0]}. That is wrong, so {show(f)}."]
+            out += [step(p, i, w) + ".", f"Wait, let me check: {fact_text(back)}, not {f[0]}. That is wrong, so {fact_text(f)}."]
         else:
             out.append(step(p, i, f) + ".")
-        out.append(f"Let me check: {show((f[3], INVERSE[f[1]], f[2], f[0]))}. Correct.")
+        out.append(f"Let me check: {fact_text((f[3], INVERSE[f[1]], f[2], f[0]))}. Correct.")
     if p["kind"] == "equation":
         k, b, c = p["n"]
         x = int(p["answer"])
@@ -291,7 +292,7 @@ def practice(kind, rng, cfg):
         if op in "x/":
             a, b = rng.randint(2, M), rng.randint(2, M)
         f = {"+": (a, "+", b), "-": (a + b, "-", b), "x": (a, "\\times", b), "/": (a * b, "\\div", b)}[op]
-        out.append(show((*f, compute(*f))))
+        out.append(fact_text((*f, compute(*f))))
     return "Practice: " + ", ".join(out) + "."
 
 
@@ -307,7 +308,7 @@ def web_page(kind, problems, rng, cfg):
     return page
 
 
-def render(page):
+def page_text(page):
     return "\n\n".join(" ".join(s for s, _ in para) for para in page)
 
 
@@ -346,7 +347,7 @@ def degrade(page, rng, noise):
         out.append([(s if q else next(free), q) for s, q in sentences])
     if rng.random() < noise:
         out = out[:rng.randint(min(3, len(out)), len(out))]  # the page ends early, after its first example
-    return f"{rng.choice(JUNK_TOP)}\n\n{render(out)}\n\n{rng.choice(JUNK_END)}"
+    return f"{rng.choice(JUNK_TOP)}\n\n{page_text(out)}\n\n{rng.choice(JUNK_END)}"
 
 # -----------------------------------------------------------------------------
 # instruction following
@@ -388,13 +389,6 @@ def pick_kind(rng, mix, kinds):
     return rng.choices(kinds, [mix[k] for k in kinds])[0]
 
 
-def write_jsonl(path, rows):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-    os.replace(tmp, path)
-
-
 def build(cfg):
     """Every file's rows, {name: rows}, from cfg alone."""
     unknown = sorted(set(cfg.mix) - set(KINDS))
@@ -415,7 +409,7 @@ def build(cfg):
         kind = pick_kind(rng, cfg.mix, kinds)
         return web_page(kind, [train_problem(kind) for _ in range(cfg.examples)], rng, cfg)
 
-    files["web_hq"] = [{"text": render(page())} for _ in range(cfg.web_docs)]
+    files["web_hq"] = [{"text": page_text(page())} for _ in range(cfg.web_docs)]
     files["web_lq"] = [{"text": degrade(page(), rng, cfg.noise)} for _ in range(cfg.web_docs)]
     box = lambda: cfg.qa_boxed >= 1 or rng.random() < cfg.qa_boxed  # no draw at 1: the same world as before
     qa = [train_problem() for _ in range(cfg.qa_short)]
@@ -453,13 +447,11 @@ def generate_world(out_dir="out/world", seed=0, **knobs):
     files = build(cfg)
     os.makedirs(os.path.join(out_dir, "benchmarks", "synth"), exist_ok=True)
     for name, rows in files.items():
-        write_jsonl(os.path.join(out_dir, f"{name}.jsonl"), rows)
+        write_atomic(os.path.join(out_dir, f"{name}.jsonl"), "".join(json.dumps(r) + "\n" for r in rows))
     split = pools(cfg)
     done = {"config": config, "counts": {name: len(rows) for name, rows in files.items()},
             "problems": {s: {k: len(v) for k, v in split[s].items()} for s in split}}
-    with open(f"{marker}.tmp{os.getpid()}", "w") as f:
-        json.dump(done, f, indent=1)
-    os.replace(f"{marker}.tmp{os.getpid()}", marker)
+    write_atomic(marker, json.dumps(done, indent=1))
     return done
 
 

@@ -141,8 +141,8 @@ def tiny_run(tmp_path_factory, tokenizer):
     """A run folder as train.py leaves it: <run>/hf/ with the weights and the tokenizer."""
     run = tmp_path_factory.mktemp("run")
     torch.manual_seed(0)
-    cfg = ModelConfig.preset("tiny", vocab_size=tokenizer.n_vocab, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id,
-                             max_seq_len=8192)
+    cfg = ModelConfig(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=192, rope_original_len=64, max_seq_len=8192,
+                      vocab_size=tokenizer.n_vocab, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id)
     Llama(cfg).save_pretrained(run / "hf")
     tokenizer.save(run / "hf")
     return run

@@ -15,8 +15,9 @@ import pytest
 import torch
 
 import train
+from common import load_checkpoint
 from configurator import configure
-from data import prepare
+from data import MixtureLoader, prepare
 from tokenizer import Tokenizer
 from model import Llama
 
@@ -79,6 +80,41 @@ def test_tiny_run_learns_and_exports(corpus, tmp_path):
     assert "nothing to do" in again.stdout and len(metrics(out)) == 80
 
 
+def test_validation_loss_is_the_held_out_token_mean_and_changes_no_training_step(corpus, tmp_path):
+    root = Path(corpus[0].split("=", 1)[1]).parent  # the corpus fixture's folder
+    tokenizer = Tokenizer.from_pretrained(root / "tok")
+    rng = random.Random(1)  # stories with numbers the training stories never have (they stop at 40)
+    held = [{"text": f"Cy had {rng.randint(41, 90)} marbles and found {rng.randint(41, 90)}. Now there are many."}
+            for _ in range(300)]
+    (tmp_path / "held.jsonl").write_text("".join(json.dumps(r) + "\n" for r in held))
+    prepare(str(tmp_path / "held.jsonl"), tmp_path / "held", tokenizer, workers=1)
+    val = {"held": (str(tmp_path / "held"), 1.0)}
+    args = corpus + SMALL + ["--max_steps=6", "--ckpt_every=3"]
+    run(args, tmp_path / "plain")
+    run(args + [f"--val_mixture={val!r}", "--eval_every=4", "--val_batches=2"], tmp_path / "val")
+    plain, rows = metrics(tmp_path / "plain"), metrics(tmp_path / "val")
+    assert [r["step"] for r in rows if "val_loss" in r] == [4, 6]  # every eval_every steps, and the last
+    assert [(r["loss"], r["grad_norm"]) for r in rows] == [(r["loss"], r["grad_norm"]) for r in plain]
+    # the last val_loss is the exported model's mean loss over the same held-out windows, recomputed here document
+    # by document (each its own forward pass from position 0, no packing) in float64
+    model = Llama.from_pretrained(str(tmp_path / "val" / "hf"), dtype=torch.float64)
+    loader = MixtureLoader(val, 64, 512 // 64, seed=0, tokenizer=tokenizer)
+    total, n = 0.0, 0
+    for _ in range(2):
+        x, y, doc_ids = next(loader)
+        for row in range(len(x)):
+            for d in doc_ids[row].unique():
+                run_ = doc_ids[row] == d
+                logits = model(x[row][run_][None])[0]
+                total += torch.nn.functional.cross_entropy(logits, y[row][run_], reduction="sum").item()
+                n += int(run_.sum())
+    assert rows[-1]["val_loss"] == pytest.approx(total / n, rel=1e-5)
+    assert rows[3]["val_loss"] != rows[-1]["val_loss"]  # it follows the model
+    with pytest.raises(subprocess.CalledProcessError) as e:
+        run(args + [f"--val_mixture={val!r}"], tmp_path / "no_every")
+    assert "eval_every" in e.value.stderr
+
+
 def test_kill_and_resume_gives_identical_losses(corpus, tmp_path):
     args = corpus + SMALL + ["--max_steps=40", "--ckpt_every=10"]
     run(args, tmp_path / "straight")
@@ -115,7 +151,7 @@ def test_decay_branches_start_from_the_stable_checkpoint(corpus, tmp_path):
     assert first[False] == first[True] < 0.7 * s[0]["loss"]
     # ... and a few steps from its weights: AdamW moves each weight by about lr a step at most
     model = Llama(train.ModelConfig(**json.loads((stable / "ckpt" / "step_000020" / "meta.json").read_text())["model_config"]))
-    train.load_checkpoint(str(stable / "ckpt" / "step_000020"), model)
+    load_checkpoint(str(stable / "ckpt" / "step_000020"), model)
     for n, p in model.named_parameters():
         assert (weights[False][n] - p).abs().max() < 6 * 3e-3 * 1.5, n
     # the stable run's optimizer state changes the updates: its moments, not fresh ones, are used
@@ -130,7 +166,7 @@ def test_a_branch_can_start_from_an_earlier_checkpoint_of_the_stable_run(corpus,
     run(corpus + SMALL + ["--max_steps=1", "--lr=0", "--min_lr=0", f"--init_from={earlier}", "--tokenizer="], branch)
     meta = json.loads((earlier / "meta.json").read_text())
     model = Llama(train.ModelConfig(**meta["model_config"]))
-    train.load_checkpoint(str(earlier), model)
+    load_checkpoint(str(earlier), model)
     start, last = Llama.from_pretrained(str(branch / "hf")).state_dict(), Llama.from_pretrained(str(stable / "hf")).state_dict()
     for n, p in model.named_parameters():
         assert torch.equal(start[n], p.detach()), n
@@ -213,7 +249,7 @@ def test_nan_guard_skips_then_stops_without_touching_the_checkpoint(corpus, tmp_
 
     monkeypatch.setattr(Llama, "forward", poisoned)
     with pytest.raises(RuntimeError, match="3 steps in a row"):
-        train.train(cfg)
+        train.main(cfg)
     rows = metrics(tmp_path)
     assert [r["step"] for r in rows if r.get("skipped")] == [12, 21, 22, 23]
     assert sorted(os.listdir(tmp_path / "ckpt")) == ["step_000010", "step_000020"]
@@ -221,7 +257,7 @@ def test_nan_guard_skips_then_stops_without_touching_the_checkpoint(corpus, tmp_
     # the skipped step changed nothing: the checkpoint after it holds finite weights
     meta = json.loads((tmp_path / "ckpt" / "step_000020" / "meta.json").read_text())
     model = Llama(train.ModelConfig(**meta["model_config"]))
-    train.load_checkpoint(str(tmp_path / "ckpt" / "step_000020"), model)
+    load_checkpoint(str(tmp_path / "ckpt" / "step_000020"), model)
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
@@ -233,5 +269,5 @@ def test_config_errors(tmp_path):
     cfg = configure(train.Config(), [str(ROOT / "configs/tiny.py"), "--max_steps=7", "--compile=true"])
     assert (cfg.max_steps, cfg.compile, cfg.seq_len) == (7, True, 256)
     with pytest.raises(ValueError, match="batch_tokens"):
-        train.train(train.Config(batch_tokens=1000, seq_len=64, out_dir=str(tmp_path / "never"), mixture={"a": ("x", 1)}))
+        train.main(train.Config(batch_tokens=1000, seq_len=64, out_dir=str(tmp_path / "never"), mixture={"a": ("x", 1)}))
     assert not (tmp_path / "never").exists()  # checked before anything is written

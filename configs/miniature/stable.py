@@ -1,9 +1,7 @@
 # The miniature's stable stage: configs/tiny.py's ~1M-parameter model from scratch on the synthetic world's clean
 # math web pages, at a constant learning rate after a short warmup (no decay: the branches decay).
 #   python train.py configs/miniature/stable.py
-model = "tiny"
-model_args = {"dim": 128, "n_layers": 4, "n_heads": 4, "n_kv_heads": 2, "ffn_dim": 384, "max_seq_len": 1024,
-              "rope_original_len": 256}
+model = "miniature"              # model.py's ~1M-parameter preset; the vocabulary is the tokenizer's
 tokenizer = "out/miniature/world/tokenizer"
 mixture = {"web": ("out/miniature/world/data/web_hq", 1.0)}
 seq_len = 256

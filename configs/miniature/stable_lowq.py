@@ -1,9 +1,7 @@
 # The stable stage on the low-quality web pages (the world's FineMath): the same model, steps and schedule as
 # configs/miniature/stable.py, only the corpus differs.
 #   python train.py configs/miniature/stable_lowq.py
-model = "tiny"
-model_args = {"dim": 128, "n_layers": 4, "n_heads": 4, "n_kv_heads": 2, "ffn_dim": 384, "max_seq_len": 1024,
-              "rope_original_len": 256}
+model = "miniature"              # model.py's ~1M-parameter preset; the vocabulary is the tokenizer's
 tokenizer = "out/miniature/world/tokenizer"
 mixture = {"web": ("out/miniature/world/data/web_lq", 1.0)}
 seq_len = 256

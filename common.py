@@ -1,0 +1,295 @@
+"""
+The run scaffold train.py and rl.py share (and eval.py, where it applies), written once: a run's start
+(distributed setup, seeds, the resolved config printed and saved, resume detection), its logs, checkpoints and
+hf/ export, the collectives over ranks, and the one atomic write for every file that must never be half-written.
+
+A run folder, out_dir, holds
+    config.json          the resolved config
+    metrics.jsonl        a JSON object per step, "step" first; on resume cut back to the checkpoint's step
+    samples.jsonl        (rl.py) a few whole samples per step, cut back the same way
+    ckpt/step_NNNNNN/    model and optimizer (torch.distributed.checkpoint, any sharding), rng_<rank>.pt and
+                         meta.json; written as ckpt/.tmp_step_NNNNNN and renamed when complete, so every step_*
+                         is whole and the newest is where a re-run resumes
+    hf/                  at the end: a Hugging Face model folder for eval.py, rl.py, transformers and vLLM
+"""
+import json
+import os
+import random
+import shutil
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.checkpoint import checkpoint as checkpointed
+from tqdm import tqdm
+
+from configurator import config_json, configure
+
+warnings.filterwarnings("ignore", message="torch.distributed is disabled")  # DCP in a single process: intended
+
+# -----------------------------------------------------------------------------
+# files and names
+
+
+def write_atomic(path, data):
+    """Write data (str, bytes, or a function that writes to a binary file) to path through a temporary file and
+    a rename: a crash leaves the old file or the new one, never half of one."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        if callable(data):
+            data(f)
+        else:
+            f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def is_hub_id(name):
+    """Whether a name that is not a local path reads as a hub repo id, org/name."""
+    name = str(name)
+    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not os.path.exists(name)
+
+# -----------------------------------------------------------------------------
+# distributed: one code path for 1 process and N (torchrun sets RANK, WORLD_SIZE, LOCAL_RANK)
+
+
+def setup_distributed():
+    """(rank, world_size, device) from torchrun's environment; without it one process, nothing initialised."""
+    cuda = torch.cuda.is_available()
+    if "RANK" not in os.environ:
+        return 0, 1, torch.device("cuda" if cuda else "cpu")
+    rank, world_size, local_rank = (int(os.environ[k]) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if cuda else "gloo")
+    return rank, world_size, device
+
+
+def all_sum(x, device):
+    t = torch.tensor(x, dtype=torch.float64, device=device)
+    if dist.is_initialized():
+        dist.all_reduce(t)
+    return t.item()
+
+
+def all_max(x, device):
+    t = torch.tensor(float(x), dtype=torch.float64, device=device)
+    if dist.is_initialized():
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.item()
+
+
+def barrier():
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def parallelize(model, cfg, world_size, device):
+    """Activation checkpointing, then torch.compile, then FSDP2, per block; then the root. On GPUs the
+    parameters are sharded in fp32 and gathered in bf16, gradients reduced in fp32."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if device.type == "cuda" \
+        else MixedPrecisionPolicy()
+    for block in model.layers:
+        if cfg.activation_checkpointing:
+            # wrap forward, not the module, so parameter names (and so checkpoints and exports) don't change
+            block.forward = (lambda fwd: lambda *a: checkpointed(fwd, *a, use_reentrant=False))(block.forward)
+        if cfg.compile:
+            block.compile()
+        if world_size > 1:
+            fully_shard(block, mp_policy=mp)
+    if world_size > 1:
+        fully_shard(model, mp_policy=mp)
+    return model
+
+# -----------------------------------------------------------------------------
+# checkpoints
+
+
+def latest_checkpoint(out_dir):
+    folder = os.path.join(out_dir, "ckpt")
+    steps = sorted(d for d in os.listdir(folder) if d.startswith("step_")) if os.path.isdir(folder) else []
+    return os.path.join(folder, steps[-1]) if steps else None
+
+
+def rng_state():
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(state):
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def save_checkpoint(out_dir, step, model, optimizer, meta, rank, keep):
+    """model and optimizer (sharded, with torch.distributed.checkpoint), each rank's RNG, and meta.json, as
+    ckpt/step_NNNNNN once all of it is written; then only the newest `keep` complete checkpoints stay."""
+    import torch.distributed.checkpoint as dcp  # 0.4 s to import: only the scripts that checkpoint pay it
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+    folder = os.path.join(out_dir, "ckpt")
+    tmp, final = os.path.join(folder, f".tmp_step_{step:06d}"), os.path.join(folder, f"step_{step:06d}")
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+    barrier()
+    model_state, optim_state = get_state_dict(model, optimizer)
+    dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=tmp)
+    torch.save(rng_state(), os.path.join(tmp, f"rng_{rank}.pt"))
+    if rank == 0:
+        write_atomic(os.path.join(tmp, "meta.json"), json.dumps(meta, indent=1))
+    barrier()
+    if rank == 0:
+        shutil.rmtree(final, ignore_errors=True)  # a re-run that saves the same step again
+        os.rename(tmp, final)
+        for old in sorted(d for d in os.listdir(folder) if d.startswith("step_"))[:-keep]:
+            shutil.rmtree(os.path.join(folder, old))
+    barrier()
+
+
+def load_checkpoint(path, model, optimizer=None, rank=None):
+    """Load a checkpoint into a model (and optimizer) of any sharding, and with rank, that rank's RNG state;
+    returns its meta.json."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_state_dict, set_model_state_dict,
+                                                         set_state_dict)
+    if optimizer is None:
+        state = {"model": get_model_state_dict(model)}
+        dcp.load(state, checkpoint_id=path)
+        set_model_state_dict(model, state["model"])
+    else:
+        model_state, optim_state = get_state_dict(model, optimizer)
+        state = {"model": model_state, "optim": optim_state}
+        dcp.load(state, checkpoint_id=path)
+        set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    rng_file = os.path.join(path, f"rng_{rank}.pt")
+    if rank is not None and os.path.exists(rng_file):
+        set_rng_state(torch.load(rng_file, weights_only=False))
+    with open(os.path.join(path, "meta.json")) as f:
+        return json.load(f)
+
+
+def export_hf(model, tokenizer, out_dir, dtype, rank):
+    """out_dir/hf: the gathered weights in Hugging Face format plus the tokenizer, renamed in when complete."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if rank == 0:
+        tmp, final = os.path.join(out_dir, ".tmp_hf"), os.path.join(out_dir, "hf")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp, state_dict={k: v.to(getattr(torch, dtype)) for k, v in state.items()})
+        tokenizer.save(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.rename(tmp, final)
+    barrier()
+
+
+def open_log(out_dir, name, resume_step):
+    """out_dir/name.jsonl for appending, cut back to the rows of steps <= resume_step."""
+    path = os.path.join(out_dir, f"{name}.jsonl")
+    lines = open(path).read().splitlines() if os.path.exists(path) else []
+    kept = [line for line in lines if line and json.loads(line)["step"] <= resume_step]
+    write_atomic(path, "".join(line + "\n" for line in kept))
+    return open(path, "a")
+
+# -----------------------------------------------------------------------------
+# a run
+
+
+@dataclass
+class Run:
+    """A run of train.py or rl.py: where it is (rank, world size, device), its folder, what it resumes from, and
+    its logs. Only rank 0 writes logs and shows progress; every rank calls every method."""
+    cfg: object                        # the script's resolved Config
+    rank: int
+    world_size: int
+    device: torch.device
+    resume: str = None                 # the newest complete checkpoint of out_dir: a re-run goes on from it
+    done: bool = False                 # finished earlier (its last checkpoint and hf/ are there): nothing to do
+    logs: dict = field(default_factory=dict)
+    bar: tqdm = None
+
+    def open_logs(self, step, names=("metrics",)):
+        """Open out_dir/<name>.jsonl for each name, cut back to step (the resumed checkpoint's, or 0)."""
+        if self.rank == 0:
+            self.logs = {name: open_log(self.cfg.out_dir, name, step) for name in names}
+
+    def log(self, row, name="metrics"):
+        """One row ({"step": ..., ...}) of a jsonl log, flushed at once so a kill loses nothing logged."""
+        if self.rank == 0:
+            self.logs[name].write(json.dumps(row) + "\n")
+            self.logs[name].flush()
+
+    def progress(self, step):
+        """The run's progress bar over steps (rank 0's; closed by finish)."""
+        self.bar = tqdm(total=self.cfg.max_steps, initial=step, disable=self.rank != 0,
+                        desc=os.path.basename(os.path.normpath(self.cfg.out_dir)))
+        return self.bar
+
+    def restore(self, model, optimizer):
+        """Load the checkpoint a re-run resumes from, this rank's RNG included; returns its meta.json."""
+        meta = load_checkpoint(self.resume, model, optimizer, self.rank)
+        if self.rank == 0:
+            print(f"resuming from {self.resume} (step {meta['step']})")
+        return meta
+
+    def checkpoint(self, step, model, optimizer, **extra):
+        """At every ckpt_every steps and the last: save model, optimizer and meta.json (the step, the model's and
+        the run's config, the world size, and `extra`, e.g. the data loader's state)."""
+        if step % self.cfg.ckpt_every == 0 or step == self.cfg.max_steps:
+            meta = {"step": step, **extra, "model_config": asdict(model.config), "config": asdict(self.cfg),
+                    "world_size": self.world_size}
+            save_checkpoint(self.cfg.out_dir, step, model, optimizer, meta, self.rank, self.cfg.keep_checkpoints)
+
+    def finish(self, model, tokenizer):
+        """Export out_dir/hf in cfg.export_dtype and close the progress bar and the logs."""
+        if self.bar is not None:
+            self.bar.close()
+        export_hf(model, tokenizer, self.cfg.out_dir, self.cfg.export_dtype, self.rank)
+        for f in self.logs.values():
+            f.close()
+        if self.rank == 0:
+            print(f"done: {self.cfg.out_dir}/hf")
+
+
+def launch(main, defaults):
+    """A script's command line: main(the config of `defaults` with argv's config files and --key=value applied),
+    then the process group closed, whatever happened."""
+    try:
+        main(configure(defaults))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def start_run(cfg, check=None):
+    """Start a run of cfg (a Config with out_dir, seed, max_steps, ckpt_every, keep_checkpoints, export_dtype):
+    set up the ranks, seed every RNG, call check(world_size) (it raises on a config that cannot run, before
+    anything is written), print the resolved config and save it as out_dir/config.json, and find the checkpoint
+    to resume from. A run whose last checkpoint and hf/ are there is done: it says so and does nothing more."""
+    rank, world_size, device = setup_distributed()
+    seed_everything(cfg.seed)
+    if check:
+        check(world_size)
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    if rank == 0:
+        print(config_json(cfg))
+        write_atomic(os.path.join(cfg.out_dir, "config.json"), config_json(cfg))
+    resume = latest_checkpoint(cfg.out_dir)
+    done = bool(resume) and resume.endswith(f"step_{cfg.max_steps:06d}") and \
+        os.path.isdir(os.path.join(cfg.out_dir, "hf"))
+    if done and rank == 0:
+        print(f"{cfg.out_dir} is complete ({resume}, hf/): nothing to do")
+    return Run(cfg, rank, world_size, device, resume, done)

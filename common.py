@@ -17,6 +17,7 @@ import os
 import random
 import shutil
 import warnings
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -34,23 +35,51 @@ warnings.filterwarnings("ignore", message="torch.distributed is disabled")  # DC
 
 
 def write_atomic(path, data):
-    """Write data (str, bytes, or a function that writes to a binary file) to path through a temporary file and
-    a rename: a crash leaves the old file or the new one, never half of one."""
+    """Write data (str, bytes, or a function that writes the open binary file f, or the file at f.name) to path
+    through a temporary file and a rename: a crash leaves the old file or the new one, never half of one."""
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        if callable(data):
-            data(f)
-        else:
-            f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):  # a write that failed leaves no temporary file behind (weights: gigabytes)
+            os.remove(tmp)
 
 
 def is_hub_id(name):
-    """Whether a name that is not a local path reads as a hub repo id, org/name."""
+    """Whether a name that is not a local path reads as a hub repo id, org/name: out/stable is local once out/
+    exists."""
     name = str(name)
-    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not os.path.exists(name)
+    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not os.path.exists(name) \
+        and not os.path.isdir(name.split("/")[0])
+
+
+def hub_download(repo_id, what, hint, **kwargs):
+    """huggingface_hub's snapshot_download (cached) of repo_id; a failure (no such repo, offline, gated) says which
+    setting named it, what the hub answered, and `hint`: how to make or get the thing instead."""
+    from huggingface_hub import snapshot_download
+    try:
+        return snapshot_download(str(repo_id), **kwargs)
+    except Exception as e:  # the hub's errors are many classes; each says what went wrong in its first line
+        answer = (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(".")
+        raise FileNotFoundError(f"{what}={repo_id}: no such local path, and the hub answered: {answer}. {hint} "
+                                "(a gated repo needs `huggingface-cli login`)") from None
+
+
+def local_or_hub(name, what, hint, **kwargs):
+    """A local path as it is; else, when it reads as org/name, its hub snapshot's folder; else a clear error."""
+    if os.path.exists(name):
+        return str(name)
+    if not is_hub_id(name):
+        raise FileNotFoundError(f"{what}={name} is neither a local file or folder nor a hub id like "
+                                f"'meta-llama/Llama-3.2-1B'. {hint}")
+    return hub_download(name, what, hint, **kwargs)
 
 # -----------------------------------------------------------------------------
 # distributed: one code path for 1 process and N (torchrun sets RANK, WORLD_SIZE, LOCAL_RANK)
@@ -191,10 +220,17 @@ def export_hf(model, tokenizer, out_dir, dtype, rank):
 
 
 def open_log(out_dir, name, resume_step):
-    """out_dir/name.jsonl for appending, cut back to the rows of steps <= resume_step."""
+    """out_dir/name.jsonl for appending, cut back to the rows of steps <= resume_step (None: a fresh start, no
+    rows), and to before a line a kill tore."""
     path = os.path.join(out_dir, f"{name}.jsonl")
-    lines = open(path).read().splitlines() if os.path.exists(path) else []
-    kept = [line for line in lines if line and json.loads(line)["step"] <= resume_step]
+    kept = []
+    for line in open(path).read().splitlines() if os.path.exists(path) and resume_step is not None else []:
+        try:
+            step = json.loads(line)["step"]
+        except (ValueError, KeyError):
+            break
+        if step <= resume_step:
+            kept.append(line)
     write_atomic(path, "".join(line + "\n" for line in kept))
     return open(path, "a")
 
@@ -216,9 +252,9 @@ class Run:
     bar: tqdm = None
 
     def open_logs(self, step, names=("metrics",)):
-        """Open out_dir/<name>.jsonl for each name, cut back to step (the resumed checkpoint's, or 0)."""
+        """Open out_dir/<name>.jsonl for each name: cut back to the resumed checkpoint's step, or emptied."""
         if self.rank == 0:
-            self.logs = {name: open_log(self.cfg.out_dir, name, step) for name in names}
+            self.logs = {name: open_log(self.cfg.out_dir, name, step if self.resume else None) for name in names}
 
     def log(self, row, name="metrics"):
         """One row ({"step": ..., ...}) of a jsonl log, flushed at once so a kill loses nothing logged."""
@@ -258,6 +294,17 @@ class Run:
             print(f"done: {self.cfg.out_dir}/hf")
 
 
+def autocast(device, world_size):
+    """bf16 autocast for one GPU; FSDP2 casts itself (MixedPrecisionPolicy), and a CPU runs in fp32."""
+    return torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" and world_size == 1 else nullcontext()
+
+
+def clip_gradients(model, max_norm):
+    """Clip the gradients' global norm (over every rank's shards) to max_norm; returns the norm before, a float."""
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    return (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).item()
+
+
 def launch(main, defaults):
     """A script's command line: main(the config of `defaults` with argv's config files and --key=value applied),
     then the process group closed, whatever happened."""
@@ -286,7 +333,7 @@ def start_run(cfg, check=None):
     os.makedirs(cfg.out_dir, exist_ok=True)
     if rank == 0:
         print(config_json(cfg))
-        write_atomic(os.path.join(cfg.out_dir, "config.json"), config_json(cfg))
+        write_atomic(os.path.join(cfg.out_dir, "config.json"), config_json(cfg) + "\n")
     resume = latest_checkpoint(cfg.out_dir)
     done = bool(resume) and resume.endswith(f"step_{cfg.max_steps:06d}") and \
         os.path.isdir(os.path.join(cfg.out_dir, "hf"))

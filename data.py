@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common import write_atomic
+from common import hub_download, write_atomic
 from configurator import configure
 from tokenizer import Tokenizer
 
@@ -61,10 +61,10 @@ def resolve_inputs(inputs):
     for item in [inputs] if isinstance(inputs, (str, Path)) else inputs:
         item = str(item)
         if item.startswith("hf:"):
-            from huggingface_hub import snapshot_download
             parts = item[3:].split("/")
-            item = snapshot_download("/".join(parts[:2]), repo_type="dataset", allow_patterns=
-                                     ["/".join(parts[2:])] if parts[2:] else [f"*{e}" for e in EXTENSIONS])
+            item = hub_download("/".join(parts[:2]), "inputs", "A hub dataset is written hf:org/name[/glob]",
+                                repo_type="dataset",
+                                allow_patterns=["/".join(parts[2:])] if parts[2:] else [f"*{e}" for e in EXTENSIONS])
         if os.path.isdir(item):
             found = sorted(str(p) for p in Path(item).rglob("*") if p.name.endswith(EXTENSIONS))
         elif glob.has_magic(item) or os.path.isfile(item):

@@ -185,7 +185,8 @@ def evaluate(generate, benchmarks, mode="fewshot", n_samples=1, limit=None, data
     times in a row) on benchmarks (a list, or names joined by commas). Per benchmark: accuracy (the mean over
     all samples: avg@k), pass@k (the share of problems with a correct sample), n (problems), no_answer (the
     share of completions without a final answer), seconds, and mean_response_tokens when generate records
-    generate.new_tokens (as model_generate does). With out_dir, writes <benchmark>_samples.jsonl there."""
+    generate.new_tokens (as model_generate does), and the max_new_tokens it used. With out_dir, writes
+    <benchmark>_samples.jsonl there."""
     results = {}
     for name in benchmarks.split(",") if isinstance(benchmarks, str) else benchmarks:
         examples = load_benchmark(name, data_dir)[:limit or None]
@@ -208,6 +209,8 @@ def evaluate(generate, benchmarks, mode="fewshot", n_samples=1, limit=None, data
         new_tokens = getattr(generate, "new_tokens", None)
         if new_tokens is not None and len(new_tokens) == len(completions):
             results[name]["mean_response_tokens"] = sum(new_tokens) / len(new_tokens)
+        if getattr(generate, "max_new_tokens", None):  # as used: capped where the prompts leave less room
+            results[name]["max_new_tokens"] = generate.max_new_tokens
         if out_dir:
             os.makedirs(out_dir, exist_ok=True)
             write_atomic(os.path.join(out_dir, f"{name}_samples.jsonl"), "".join(
@@ -221,13 +224,15 @@ def model_generate(model, tokenizer, max_new_tokens, batch_size=64, stop=(), tem
     """Our model as generate(prompts) -> completions: each prompt after BOS, longest first in batches of
     batch_size (similar lengths share a batch, and running out of memory shows in the first one), ending at
     EOS, end-of-turn or a stop string, which the completion leaves out. Prompt i samples from (seed, i)
-    whatever its batch. After a call, generate.new_tokens holds the tokens each completion generated."""
+    whatever its batch. After a call, generate.new_tokens holds the tokens each completion generated, and
+    generate.max_new_tokens the limit used (capped where the longest prompt leaves less of the context)."""
     stop, stop_ids = list(stop), (tokenizer.eos_id, tokenizer.eot_id)
 
     def generate(prompts):
         encoded = [[tokenizer.bos_id] + tokenizer.encode(p) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
-        max_new = fit_context(max_new_tokens, max(map(len, encoded), default=0), model.config.max_seq_len)
+        max_new = generate.max_new_tokens = fit_context(max_new_tokens, max(map(len, encoded), default=0),
+                                                        model.config.max_seq_len)
         completions, generate.new_tokens = [None] * len(prompts), [0] * len(prompts)
         bar = tqdm(total=len(prompts), unit="prompt", desc="generate", leave=False, disable=len(prompts) <= batch_size)
         t0 = time.perf_counter()
@@ -246,12 +251,13 @@ def model_generate(model, tokenizer, max_new_tokens, batch_size=64, stop=(), tem
         bar.close()
         return completions
 
-    generate.new_tokens = []
+    generate.new_tokens, generate.max_new_tokens = [], max_new_tokens
     return generate
 
 def fit_context(max_new_tokens, longest_prompt, max_seq_len):
     """max_new_tokens, or less where the longest prompt (BOS included) leaves less room in the model's context
-    (saying so): one cap for the whole call, so a completion never depends on the prompts batched with it."""
+    (saying so). One cap for the whole call (a benchmark), so a completion never depends on the prompts batched
+    with it; only a cap that binds makes it depend on the call's longest prompt, and results.json records it."""
     room = max_seq_len - longest_prompt
     if room < 1:
         raise ValueError(f"a prompt of {longest_prompt} tokens fills the model's whole context (max_seq_len="
@@ -260,6 +266,7 @@ def fit_context(max_new_tokens, longest_prompt, max_seq_len):
         tqdm.write(f"max_new_tokens={max_new_tokens} capped at {room}: the longest prompt has {longest_prompt} tokens "
                    f"and the model's context is {max_seq_len}")
     return min(max_new_tokens, room)
+
 
 # -----------------------------------------------------------------------------
 # command line
@@ -305,8 +312,8 @@ def check_model_folder(folder):
 
 
 def main(cfg):
-    from tokenizer import Tokenizer
     from model import Llama
+    from tokenizer import Tokenizer
     names = cfg.benchmarks.split(",")
     for name in names:  # every mistake in the config before minutes of loading
         load_benchmark(name, cfg.data_dir or None)

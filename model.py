@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 import generation
-from common import is_hub_id, write_atomic
+from common import local_or_hub, write_atomic
 from kernels import document_bounds, flash_attention, rms_norm
 
 # -----------------------------------------------------------------------------
@@ -231,14 +231,9 @@ class Llama(nn.Module):
         """Load a Llama checkpoint in Hugging Face format (config.json and *.safetensors, single or
         sharded) from a folder, or from the hub when given a repo id. dtype None keeps the checkpoint's."""
         from safetensors import safe_open
-        folder = path_or_repo_id
-        if not os.path.isdir(folder):
-            if not is_hub_id(folder):
-                raise FileNotFoundError(f"'{folder}' is neither a checkpoint folder nor a hub repo id "
-                                        "like 'meta-llama/Llama-3.2-1B'")
-            from huggingface_hub import snapshot_download
-            folder = snapshot_download(folder, allow_patterns=["config.json", "*.safetensors",
-                                                               "model.safetensors.index.json"])
+        folder = local_or_hub(path_or_repo_id, "model", "A model is an HF folder (config.json, *.safetensors): a "
+                              "run's hf/ or a downloaded Llama-3", allow_patterns=["config.json", "*.safetensors",
+                                                                                    "model.safetensors.index.json"])
         config_path = os.path.join(folder, "config.json")
         if not os.path.isfile(config_path):
             raise FileNotFoundError(f"{config_path} not found: a Hugging Face checkpoint folder needs its config.json")

@@ -21,7 +21,6 @@ import shlex
 import subprocess
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -29,11 +28,12 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 from tqdm import tqdm
 
 import eval as evaluation
-from common import all_max, all_sum, barrier, launch, parallelize, start_run
+from common import (all_max, all_sum, autocast, barrier, clip_gradients, launch, local_or_hub, parallelize,
+                    start_run)
 from data import resolve_inputs
-from tokenizer import Tokenizer
 from grader import extract_answer, grade_many
 from model import Llama
+from tokenizer import Tokenizer
 
 
 @dataclass
@@ -229,16 +229,25 @@ def sequences(prompt_tokens, response_tokens):
 # the run
 
 
+TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_RANK",
+                "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT")
+
+
 def ensure_init(cfg, rank):
-    """Run init_commands (rank 0; the others wait) when init_from does not exist yet. A command's leading
-    `python` is the interpreter running this script, so a venv works without being activated."""
+    """Run init_commands (rank 0; the others wait) when init_from does not exist yet; then init_from's folder (a
+    hub id downloads). A command's leading `python` is the interpreter running this script, so a venv works
+    without being activated, and it runs outside torchrun's world: a child that saw RANK would wait for ranks
+    that never come."""
     if not os.path.exists(cfg.init_from) and cfg.init_commands:
         if rank == 0:
+            env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_ENV and not k.startswith("TORCHELASTIC")}
             for command in cfg.init_commands:
-                command = re.sub(r"^python3?(?=\s)", shlex.quote(sys.executable), command.strip())
+                command = re.sub(r"^python3?(?=\s)", lambda _: shlex.quote(sys.executable), command.strip())
                 print(f"$ {command}", flush=True)
-                subprocess.run(command, shell=True, check=True)
+                subprocess.run(command, shell=True, check=True, env=env)
         barrier()
+    return local_or_hub(cfg.init_from, "init_from", "A model folder: a mid-training run's hf/ (python train.py "
+                        "configs/decay_hybrid.py writes out/decay_hybrid/hf), or set init_commands to make it")
 
 
 def check_config(cfg, world_size):
@@ -256,15 +265,15 @@ def main(cfg):
         return
     rank, world_size, device = run.rank, run.world_size, run.device
     P, G, M = cfg.prompts_per_step, cfg.samples_per_prompt, cfg.mini_batch_prompts
-    ensure_init(cfg, rank)
-    tokenizer = Tokenizer.from_pretrained(cfg.tokenizer or cfg.init_from)
+    init = ensure_init(cfg, rank)
+    tokenizer = Tokenizer.from_pretrained(cfg.tokenizer or init)
     data = load_prompts(cfg.prompts, cfg.template)
 
     # the policy (trained, sharded), its full copy that generates, and a frozen reference for the KL
     rollout_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model = Llama.from_pretrained(cfg.init_from, dtype=torch.float32, device=device)
-    policy = Llama.from_pretrained(cfg.init_from, dtype=rollout_dtype, device=device).eval()
-    reference = Llama.from_pretrained(cfg.init_from, dtype=rollout_dtype, device=device).eval() if cfg.kl_coef else None
+    model = Llama.from_pretrained(init, dtype=torch.float32, device=device)
+    policy = Llama.from_pretrained(init, dtype=rollout_dtype, device=device).eval()
+    reference = Llama.from_pretrained(init, dtype=rollout_dtype, device=device).eval() if cfg.kl_coef else None
     model = parallelize(model, cfg, world_size, device)
     if world_size > 1:
         from torch.distributed.fsdp import register_fsdp_forward_method
@@ -273,7 +282,7 @@ def main(cfg):
                                   fused=device.type == "cuda")
     step = run.restore(model, optimizer)["step"] if run.resume else 0
     run.open_logs(step, ["metrics", "samples"])
-    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" and world_size == 1 else nullcontext()
+    amp = autocast(device, world_size)
 
     def held_out_eval():
         """Greedy accuracy on the held-out benchmarks, on rank 0 (the others wait)."""
@@ -323,7 +332,7 @@ def main(cfg):
         seq_lens = [len(p) + len(r) - 1 for p, r in zip(prompt_tokens, responses)]
         mask &= keep[:, None]
         on_policy = P == M  # one optimizer step per rollout: the old log-probs are the current ones, no extra pass
-        with autocast:
+        with amp:
             old = None if on_policy else all_logprobs(model, x, y, cfg.micro_batch, device)
             ref = all_logprobs(reference, x, y, cfg.micro_batch, device) if reference else None
         per_update = M // world_size * G  # this rank's sequences in one mini-batch
@@ -345,7 +354,7 @@ def main(cfg):
                 xb, yb, mb = (t[s, :width].to(device) for t in (x, y, mask))
                 if world_size > 1:
                     model.set_requires_gradient_sync(m == len(micro) - 1)
-                with autocast:
+                with amp:
                     logprobs, entropy = model.logprobs(xb, yb, entropy=True)
                 old_logprobs = logprobs.detach().float() if on_policy else old[s, :width].to(device)
                 loss, stats = policy_loss(
@@ -357,8 +366,7 @@ def main(cfg):
                 n = mb.sum().item()
                 for key in ("clip_frac", "kl", "entropy"):
                     sums[key] += stats[key].item() * n / max(n_tokens, 1)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            sums["grad_norm"] += (grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm).item()
+            sums["grad_norm"] += clip_gradients(model, cfg.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         t_update = time.perf_counter() - t1

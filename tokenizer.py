@@ -20,7 +20,7 @@ from pathlib import Path
 import regex
 import tiktoken
 
-from common import is_hub_id, write_atomic
+from common import local_or_hub, write_atomic
 
 LLAMA3_PATTERN = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 # Llama-3.1/3.2's 256 special tokens, from id len(ranks) = 128000 on. Llama-3.0 names some
@@ -75,20 +75,10 @@ class Tokenizer:
     def from_pretrained(cls, path_or_repo_id):
         """Llama-3's tokenizer from a model folder or hub repo id (original/tokenizer.model, else
         tokenizer.json), or a folder written by save()."""
-        folder = Path(path_or_repo_id)
-        if not folder.exists() and not is_hub_id(path_or_repo_id):
-            raise FileNotFoundError(f"tokenizer {str(path_or_repo_id)!r}: no such folder, and not a hub id like "
-                                    "'meta-llama/Llama-3.2-1B'. A trained tokenizer is made by `python data.py "
-                                    f"train_tokenizer --inputs=... --out={path_or_repo_id}` (README: the recipe on a "
-                                    "CPU, by hand); a model folder's is its own")
-        if not folder.exists():
-            from huggingface_hub import snapshot_download
-            try:
-                folder = Path(snapshot_download(str(path_or_repo_id),
-                                                allow_patterns=["original/tokenizer.model", "tokenizer.json"]))
-            except Exception as e:
-                raise OSError(f"tokenizer {path_or_repo_id!r}: no such folder, and the hub said: {e}. Pass a "
-                              "local model folder, or `huggingface-cli login` for gated Llama repos") from None
+        hint = (f"A trained tokenizer is made by `python data.py train_tokenizer --inputs=... --out={path_or_repo_id}` "
+                "(README: the recipe on a CPU, by hand); a model folder holds its own")
+        folder = Path(local_or_hub(str(path_or_repo_id), "tokenizer", hint,
+                                   allow_patterns=["original/tokenizer.model", "tokenizer.json"]))
         if (folder / "special_tokens.json").exists():
             return cls.load(folder)
         ranks_file = next((folder / f for f in ["original/tokenizer.model", "tokenizer.model"]

@@ -17,13 +17,13 @@ import json
 import math
 import os
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 
 import torch
 from tqdm import tqdm
 
-from common import all_sum, is_hub_id, latest_checkpoint, launch, load_checkpoint, parallelize, start_run
+from common import (all_sum, autocast, clip_gradients, latest_checkpoint, launch, load_checkpoint, local_or_hub,
+                    parallelize, start_run)
 from data import MixtureLoader
 from model import Llama, ModelConfig, config_from_hf
 from tokenizer import Tokenizer
@@ -113,14 +113,9 @@ def resolve_init(cfg):
             raise FileNotFoundError(f"init_from={cfg.init_from} has no complete checkpoint yet; finish that run first")
         with open(os.path.join(ckpt, "meta.json")) as f:
             return ModelConfig(**json.load(f)["model_config"]), None, ckpt
-    folder = cfg.init_from
-    if not os.path.isdir(folder):
-        if not is_hub_id(folder):
-            raise FileNotFoundError(f"init_from={folder}: no such run folder, checkpoint or HF folder, and not a hub "
-                                    "id like 'meta-llama/Llama-3.2-1B'. Run what writes it first (for a decay "
-                                    "branch, its stable run: python train.py configs/stable.py)")
-        from huggingface_hub import snapshot_download
-        folder = snapshot_download(folder, allow_patterns=["*.json", "*.safetensors", "original/tokenizer.model"])
+    folder = local_or_hub(cfg.init_from, "init_from", "A run folder, one of its checkpoints or an HF folder: run "
+                          "what writes it first (a decay branch's stable run: python train.py configs/stable.py)",
+                          allow_patterns=["*.json", "*.safetensors", "original/tokenizer.model"])
     with open(os.path.join(folder, "config.json")) as f:
         return config_from_hf(json.load(f), os.path.join(folder, "config.json")), folder, None
 
@@ -166,16 +161,17 @@ def mixture_loader(mixture, cfg, run, tokenizer):
 
 
 @torch.no_grad()
-def validation_loss(model, loader, start, cfg, run, autocast):
-    """The mean token loss over val_batches global batches of held-out windows: the loader rewinds to `start`
-    each time, so every validation sees the same windows and the curve compares like with like."""
+def validation_loss(model, loader, start, cfg, run, amp):
+    """The mean token loss over val_batches global batches of val_mixture's windows: the loader rewinds to
+    `start` each time, so every validation sees the same windows and the curve compares like with like. Held out
+    only if val_mixture's sources are not also in mixture (the same folder and name would give the same windows)."""
     loader.load_state_dict(start)
     loss_sum, n = torch.zeros((), device=run.device, dtype=torch.float64), 0
     for _ in range(cfg.val_batches):
         x, y, doc_ids = next(loader)
         for i in range(0, len(x), cfg.micro_batch):
             xb, yb, db = (t[i:i + cfg.micro_batch].to(run.device) for t in (x, y, doc_ids))
-            with autocast:
+            with amp:
                 loss = model(xb, yb, doc_ids=db)
             loss_sum += loss.double() * (yb != -100).sum()
             n += (yb != -100).sum().item()
@@ -216,8 +212,7 @@ def main(cfg):
             print(f"initialised from {init_ckpt}" + (" with its optimizer state" if cfg.init_optimizer else ""))
     run.open_logs(step)
 
-    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" and run.world_size == 1 \
-        else nullcontext()
+    amp = autocast(device, run.world_size)
     matmul_flops, attn_flops = flops_per_token(mcfg)
     peak = next((v for k, v in PEAK_FLOPS.items() if device.type == "cuda" and k in torch.cuda.get_device_name()), 0)
     bar = run.progress(step)
@@ -235,7 +230,7 @@ def main(cfg):
             xb, yb, db = (t[rows].to(device, non_blocking=True) for t in (x, y, doc_ids))
             if run.world_size > 1:  # reduce-scatter gradients once, after the last micro-batch
                 model.set_requires_gradient_sync(i == accum - 1)
-            with autocast:
+            with amp:
                 loss = model(xb, yb, doc_ids=db)  # the mean over this micro-batch's n target tokens
             n = (yb != -100).sum()
             # The step's loss is the mean over every target token of the global batch, on every rank: so each
@@ -244,8 +239,7 @@ def main(cfg):
             (loss * n * run.world_size / n_global).backward()
             loss_sum += loss.detach() * n
         loss = all_sum(loss_sum.item(), device) / n_global
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        grad_norm = (grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm).item()
+        grad_norm = clip_gradients(model, cfg.grad_clip)
         finite = math.isfinite(loss) and math.isfinite(grad_norm)
         if finite:
             optimizer.step()
@@ -259,7 +253,7 @@ def main(cfg):
         row = {"step": step, "loss": loss, "lr": lr, "tokens": step * cfg.batch_tokens, "grad_norm": grad_norm,
                "tok_per_s": tok_per_s, "mfu": mfu} | ({} if finite else {"skipped": 1})
         if val_loader and (step % cfg.eval_every == 0 or step == cfg.max_steps):
-            row["val_loss"] = validation_loss(model, val_loader, val_start, cfg, run, autocast)
+            row["val_loss"] = validation_loss(model, val_loader, val_start, cfg, run, amp)
         run.log(row)
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tok_per_s:,.0f}",

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from statistics import mean
 
+from common import write_atomic
 from configurator import configure
 
 BRANCHES = ["short", "long", "hybrid", "web_only", "hybrid_half_stable", "hybrid_lowq_web"]
@@ -111,8 +112,7 @@ def plot(b, path):
 def main(cfg):
     b = {name: summarize(runs(cfg.out_dir, name)) for name in BRANCHES}
     results = {"seconds": cfg.seconds, "branches": {n: {k: v for k, v in s.items() if k != "curves"} for n, s in b.items()}}
-    with open(os.path.join(cfg.out_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    write_atomic(os.path.join(cfg.out_dir, "results.json"), json.dumps(results, indent=1))
     plot(b, os.path.join(cfg.out_dir, "rl_curves.png"))
     with open(os.path.join(cfg.out_dir, "world", "world.json")) as f:
         boxed = json.load(f)["config"]["qa_boxed"]
@@ -135,8 +135,7 @@ def main(cfg):
     lines += ["![reward and response length over GRPO steps](rl_curves.png)", ""]
     if cfg.seconds:
         lines.append(f"The whole run took {cfg.seconds / 60:.1f} minutes.")
-    with open(os.path.join(cfg.out_dir, "report.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_atomic(os.path.join(cfg.out_dir, "report.md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

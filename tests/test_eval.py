@@ -7,15 +7,16 @@ import shutil
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
 import torch
 
 import eval as E
-from tokenizer import Tokenizer
 from grader import extract_answer, grade_many
 from model import Llama, ModelConfig
+from tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -150,12 +151,13 @@ def tiny_run(tmp_path_factory, tokenizer):
 
 class ScriptedModel:
     """model.generate stand-in: answers each prompt with a fixed text and EOS, recording its batches."""
-    def __init__(self, tokenizer, text):
+    def __init__(self, tokenizer, text, max_seq_len=1 << 20):
         self.tokenizer, self.text, self.calls = tokenizer, text, []
+        self.config = types.SimpleNamespace(max_seq_len=max_seq_len)
 
     def generate(self, prompts, max_new_tokens, temperature, top_p, stop_ids, seed, stop_strings, decode, compile):
         self.calls.append({"prompts": prompts, "seed": seed, "stop_ids": stop_ids, "stop_strings": stop_strings,
-                           "compile": compile})
+                           "compile": compile, "max_new_tokens": max_new_tokens})
         return [self.tokenizer.encode(self.text) + [self.tokenizer.eos_id] for _ in prompts], None
 
 
@@ -176,6 +178,23 @@ def test_model_wrapper_batches_longest_first_and_cuts_stops(tokenizer):
     assert model.calls[-1]["compile"]  # eval.py --compile reaches the model
     model = ScriptedModel(tokenizer, "so \\boxed{5}")  # ends at EOS, which is no text of the completion
     assert E.model_generate(model, tokenizer, 16)(["a"]) == ["so \\boxed{5}"]
+
+
+def test_max_new_tokens_is_capped_at_what_the_context_leaves(tokenizer, capsys):
+    prompts = ["a", "a much longer prompt than the others"]
+    longest = 1 + len(tokenizer.encode(prompts[1]))  # BOS and the prompt
+    model = ScriptedModel(tokenizer, "so \\boxed{5}", max_seq_len=longest + 10)
+    generate = E.model_generate(model, tokenizer, 1024, batch_size=1)
+    generate(prompts)
+    assert [c["max_new_tokens"] for c in model.calls] == [10, 10] and generate.max_new_tokens == 10  # one cap a call
+    assert f"max_new_tokens=1024 capped at 10: the longest prompt has {longest} tokens" in capsys.readouterr().out
+    E.model_generate(model, tokenizer, 8)(prompts)
+    assert model.calls[-1]["max_new_tokens"] == 8  # below the cap: as asked
+    generate = E.model_generate(ScriptedModel(tokenizer, "so \\boxed{5}", max_seq_len=1000), tokenizer, 1024)
+    results = E.evaluate(generate, "amc23", mode="zeroshot", limit=1)
+    assert results["amc23"]["max_new_tokens"] == generate.max_new_tokens < 1024  # the cap used is in results.json
+    with pytest.raises(ValueError, match="fills the model's whole context"):
+        E.model_generate(ScriptedModel(tokenizer, "x", max_seq_len=3), tokenizer, 8)(prompts)
 
 
 def test_model_wrapper_gives_each_prompt_the_same_completion_whatever_its_batch(tiny_run, tokenizer):

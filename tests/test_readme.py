@@ -1,7 +1,8 @@
 """Every command README.md documents, as written: the CPU recipe run in order on a fresh copy of the repo (small
-budgets appended where a run would take minutes; eval.py keeps its defaults), the at-scale commands resolved
-against their scripts' configs (they need GPUs and the hub), and the two setup commands checked against what CI
-and tests/test_miniature.py run. A documented command cannot break unseen."""
+budgets appended where a run would take minutes; eval.py keeps its max_new_tokens default), the at-scale commands
+resolved against their scripts' configs (they need GPUs and the hub), and the two setup commands checked against
+what CI and tests/test_miniature.py run. A documented command cannot break unseen."""
+import os
 import re
 import shlex
 import subprocess
@@ -34,7 +35,7 @@ def commands(section):
 
 
 def script_args(argv):
-    """(script, its arguments) of `python script.py ...`, `python -m pkg.mod ...` or `torchrun [flags] script.py ...`."""
+    """(script, its arguments) of `python script.py ...`, `python -m pkg.mod ...`, `torchrun [flags] script.py ...`."""
     if argv[0] == "torchrun":
         i = next(i for i, a in enumerate(argv) if a.endswith(".py"))
         return argv[i], argv[i + 1:]
@@ -61,11 +62,29 @@ def test_the_at_scale_commands_resolve():
         assert cfg.out_dir or script == "eval.py", argv
 
 
+def fresh_copy(folder):
+    """A fresh clone's working copy of the repo in folder: its scripts, configs and data, nothing under out/."""
+    for f in ROOT.iterdir():
+        if f.suffix == ".py" or f.name in ("configs", "data", "miniature"):
+            (folder / f.name).symlink_to(f)
+    return folder
+
+
+def test_a_fresh_clone_says_what_to_make_first(tmp_path):
+    fresh_copy(tmp_path)
+    run = lambda *args: subprocess.run([sys.executable, *args], cwd=tmp_path, capture_output=True, text=True,
+                                       env={**os.environ, "HF_HUB_OFFLINE": "1"})  # a hub id never goes online
+    out = run("train.py", "configs/tiny.py")  # its tokenizer is the world's, not made yet
+    assert out.returncode != 0 and "tokenizer=out/world/tokenizer" in out.stderr
+    assert "python data.py train_tokenizer" in out.stderr and "repo id" not in out.stderr.lower()
+    out = run("train.py", "configs/decay_short.py")  # its init_from, out/stable, not trained yet
+    assert out.returncode != 0 and "init_from=out/stable is neither a local file or folder nor a hub id" in out.stderr
+    assert "python train.py configs/stable.py" in out.stderr
+
+
 @pytest.mark.slow
 def test_the_recipe_by_hand_runs_as_documented(tmp_path):
-    for f in ROOT.iterdir():  # a fresh clone's working copy: nothing under out/
-        if f.suffix == ".py" or f.name in ("configs", "data", "miniature"):
-            (tmp_path / f.name).symlink_to(f)
+    fresh_copy(tmp_path)
     ran = []
     for argv in commands("The recipe on a CPU, by hand"):
         script, _ = script_args(argv)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rl import aggregate, group_advantages, length_at, policy_loss, prompt_indices, sample_seed
+from rl import Config, aggregate, ensure_init, group_advantages, length_at, policy_loss, prompt_indices, sample_seed
 
 
 def test_group_advantages_by_hand():
@@ -133,6 +133,19 @@ def test_prompts_and_seeds_are_pure_functions_of_the_step():
 def test_progressive_response_length():
     assert [length_at(s, {0: 4096, 100: 8192}) for s in (0, 99, 100, 500)] == [4096, 4096, 8192, 8192]
     assert length_at(7, 256) == 256
+
+
+def test_init_commands_run_with_this_interpreter_outside_torchruns_world(tmp_path, monkeypatch):
+    out = tmp_path / "seen.txt"
+    write = f"open({str(out)!r}, 'w').write(os.environ.get('RANK', '-') + ' ' + sys.executable)"
+    cfg = Config(init_from=str(tmp_path / "made"),
+                 init_commands=[f'python -c "import os, sys; {write}"', f"mkdir {tmp_path / 'made'}"])
+    monkeypatch.setenv("RANK", "0")  # as torchrun sets it for rank 0
+    monkeypatch.setenv("PATH", script_env()["PATH"])  # a venv not activated
+    assert ensure_init(cfg, rank=0) == str(tmp_path / "made")
+    assert out.read_text() == f"- {sys.executable}"
+    with pytest.raises(FileNotFoundError, match="init_from=.*nowhere.*set init_commands"):
+        ensure_init(Config(init_from=str(tmp_path / "nowhere")), rank=0)
 
 
 # -----------------------------------------------------------------------------

@@ -18,8 +18,8 @@ import train
 from common import load_checkpoint
 from configurator import configure
 from data import MixtureLoader, prepare
-from tokenizer import Tokenizer
 from model import Llama
+from tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 # a small model and batch, so that a run of tens of steps takes seconds

@@ -1,10 +1,10 @@
 """
 Evaluation speed: prompts/s and generated tokens/s of the full MATH500 few-shot run (500 four-shot prompts,
-greedy) through eval.py's model wrapper: the tiny model on CPU, the Llama-3.2-1B shapes on a GPU. Random
+greedy) through eval.py's model wrapper: the miniature's model on CPU, the Llama-3.2-1B shapes on a GPU. Random
 weights, so no completion stops early: every one runs to max_new_tokens, the worst case of a real run.
 Writes its row into bench/results/eval.md, keeping the rows of other devices.
 
-    python bench/eval.py                 # GPU: 1B, 1024 new tokens as eval.py; CPU: tiny, 128 (1024: ~10 min)
+    python bench/eval.py                 # GPU: 1B, 1024 new tokens as eval.py; CPU: the miniature's, 128
     python bench/eval.py --limit=16 --max_new_tokens=16 --repeats=1 --out=/tmp/eval.md   # a quick smoke run
 """
 import argparse

@@ -47,41 +47,107 @@ ANSWER_IS = re.compile(r"(?:final answer|the answer)\s*(?:is\s*:?|:)\s*", re.I)
 # a word of 3+ letters, not the name of a \command: text with more than 3 is prose, not a bare answer
 PROSE_WORD = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}")
 MATH_DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
+# a math-mode span, its content the group that matched: $$...$$ and \[...\] may span lines, $...$ and \(...\)
+# may not (a lone $ in prose must not swallow the rest of the text); \$ inside is a dollar sign, not an end
+MATH_SPAN = re.compile(r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|(?<!\\)\$((?:[^$\n]|\\\$)+?)(?<!\\)\$"
+                       r"|\\\(([^\n]+?)\\\)|\\\[(.+?)\\\]", re.S)
+# what may stand between \boxed{}es that are one answer: space, commas, semicolons, $ \( \), "and", \quad (not "or":
+# \boxed{15\frac{39}{40}} or \boxed{\frac{639}{40}} gives one answer twice)
+BOX_GAP = re.compile(r"(?:[\s,;$]|\\[()\[\]]|\\q?quad|\\text\{\s*and\s*\}|\band\b)*")
+# a number in prose (the 34 of "the largest n is 34"), not a digit inside a word like x2
+PROSE_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:,\d{3})*(?:\.\d+)?(?![\w])")
+BOXES = 20                # the most \boxed{} answers read backwards from the last one
+NOT_PROSE = {"and", "or", "sqrt", "pi", "infinity", "infty", "inf", "arcsin", "arccos", "arctan", "sin", "cos", "tan",
+             "cot", "sec", "csc", "log", "exp"}
 
 
-def extract_answer(text):
-    """The final answer in text: the last \\boxed{} (or \\fbox{}); else the rest of the line after
-    '####' (GSM8K); else what follows the last 'the answer is' or 'final answer:'; else all of
-    text when it is itself a short bare answer. None when there is no answer."""
+def extract_answer(text, prose=True):
+    """The final answer in text (see _answers); None when there is none."""
+    return _answers(text, prose)[0]
+
+
+def _answers(text, prose=True):
+    """The final answer in text: the last \\boxed{} (or \\fbox{}), with the boxes just before it that only
+    separators part from it (\\boxed{1}, \\boxed{2}: one answer, "1, 2"); else the rest of the line after
+    '####' (GSM8K); else what follows the last 'the answer is' or 'final answer:' (in a sentence, its last
+    math-mode expression or number); else, in prose (unless prose=False: a gold in prose is its own answer),
+    the last math-mode expression; else all of text when it is itself a short bare answer. None when there is
+    no answer. Returns (answer, the whole sentence when the answer was taken out of one, else None): the sentence
+    is a second reading, so a gold that is itself a sentence still matches it."""
     if not isinstance(text, str):
         raise TypeError(f"extract_answer expects a str, got {type(text).__name__}")
     start = max(text.rfind("\\boxed"), text.rfind("\\fbox"), text.rfind("\\framebox"))
     if start >= 0:
-        return _boxed(text, start)
+        return _boxes(text, start), None
     start = text.rfind("####")
     if start >= 0:
-        return _strip_math(text[start + 4:].split("\n", 1)[0]) or None
+        return _strip_math(text[start + 4:].split("\n", 1)[0]) or None, None
     match = None
     for match in ANSWER_IS.finditer(text):
         pass
     if match:  # the rest of the line, up to the end of the sentence (a period, not a decimal point)
         line = text[match.end():match.end() + MAX_ANSWER].split("\n", 1)[0]
-        return _strip_math(re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]) or None  # "." then space or end
+        sentence = re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]  # "." then space or end
+        whole = _strip_math(sentence) or None
+        value = _in_sentence(sentence) if _is_prose(sentence) else None
+        return (value, whole) if value else (whole, None)
     text = text.strip()
+    whole = MATH_SPAN.fullmatch(text)  # $$\text{The midpoints form a regular hexagon}$$: all of it
+    if whole:
+        return next(g for g in whole.groups() if g is not None).strip() or None, None
+    if prose and _is_prose(text[-20 * MAX_ANSWER:]):
+        span = None
+        for span in MATH_SPAN.finditer(text[-20 * MAX_ANSWER:]):
+            pass
+        if span:
+            return next(g for g in span.groups() if g is not None).strip() or None, None
     if len(text) > 300 or "\n" in text or len(PROSE_WORD.findall(text)) > 3:
-        return None  # prose without a marked answer
-    return _strip_math(text) or None
+        return None, None  # prose without a marked answer
+    return _strip_math(text) or None, None
+
+
+def _is_prose(text):
+    """Whether text has words outside its math, besides "and"/"or" (they join answers) and the functions and
+    constants an answer spells without a backslash (sqrt(3), 2 pi)."""
+    outside = MATH_SPAN.sub(" ", text)
+    return any(w.lower() not in NOT_PROSE for w in PROSE_WORD.findall(outside))
+
+
+def _in_sentence(sentence):
+    """The answer in a sentence after 'the answer is': its last math-mode expression or number, whichever
+    comes last ("The largest $n$ is 34" -> 34); None when it has neither."""
+    last = [(m.start(), next(g for g in m.groups() if g is not None)) for m in MATH_SPAN.finditer(sentence)]
+    outside = MATH_SPAN.sub(lambda m: " " * len(m[0]), sentence)
+    last += [(m.start(), m[0]) for m in PROSE_NUMBER.finditer(outside)]
+    return max(last)[1].strip() if last else None
+
+
+def _boxes(text, start):
+    """The last \\boxed{} answer (from start) and the ones just before it that only separators part from it,
+    joined by commas; None when the last one never closes."""
+    answers, end = [], None
+    for _ in range(BOXES):
+        answer, close = _boxed(text, start)
+        if answer is None or end is not None and not BOX_GAP.fullmatch(text[close:end]):
+            break
+        answers.insert(0, answer)
+        end = start
+        start = max(text.rfind("\\boxed", 0, start), text.rfind("\\fbox", 0, start), text.rfind("\\framebox", 0, start))
+        if start < 0:
+            break
+    return ", ".join(answers) or None
 
 
 def _boxed(text, start):
-    """The argument of the \\boxed-like command at text[start]; None when it never closes."""
+    """(the argument of the \\boxed-like command at text[start], the index just past it); (None, None) when it
+    never closes."""
     i = start + 1
     while i < len(text) and text[i].isalpha():
         i += 1
     rest = text[i:i + MAX_ANSWER + 2]  # an answer longer than that is not one: stop looking
     if not rest.lstrip().startswith("{"):
         match = re.match(r"\s*([^\s$]+)", rest)  # \boxed 5: the next run of characters, not space or $
-        return match.group(1) if match else None
+        return (match.group(1), i + match.end()) if match else (None, None)
     begin = rest.index("{")
     depth, j = 0, begin
     while j < len(rest):
@@ -90,9 +156,9 @@ def _boxed(text, start):
             continue
         depth += {"{": 1, "}": -1}.get(rest[j], 0)
         if depth == 0:
-            return rest[begin + 1:j].strip() or None
+            return rest[begin + 1:j].strip() or None, i + j + 1
         j += 1
-    return None
+    return None, None
 
 
 def _strip_math(s):
@@ -110,7 +176,7 @@ UNICODE = {"\u2212": "-", "\u2013": "-", "\u00d7": "\\times ", "\u00b7": "\\cdot
            "\u03c0": "\\pi ", "\u221e": "\\infty ", "\u2264": "\\le ", "\u2265": "\\ge ", "\u2260": "\\ne ",
            "\u221a": "\\sqrt", "\u00b0": "^\\circ", "\u222a": "\\cup ", "\u2208": "\\in "}
 # the start of a text wrapper: \text, \mbox, \mathrm, \operatorname, ... and the space after (part of patterns)
-TEXT = r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|mathit|operatorname|boldsymbol)\s*"
+TEXT = r"\\(?:text|textbf|textit|textrm|textnormal|mbox|mathrm|mathbf|mathit|operatorname|boldsymbol)\s*"
 # an optional power of ten after a decimal, its exponent the group: 1e3, 1.5\times10^{3} (part of patterns)
 TIMES_TEN = r"(?:(?:e|\\times10\^|\\cdot10\^)\{?([-+]?\d{1,3})\}?)?"
 # a whole plain number: a sign, then a decimal (with a power of ten), \frac{a}{b} or a/b, then maybe %
@@ -127,26 +193,41 @@ def _normalize(s):
     wrappers or thousands separators; \\dfrac, \\frac12 and .5 written \\frac{1}{2} and 0.5."""
     for a, b in UNICODE.items():
         s = s.replace(a, b)
+    s = re.sub(r"\\\\(?=[a-zA-Z])", r"\\", s)  # \\left, \\frac: a doubled backslash (JSON escaped twice); \\ 3 stays a row break
+    s = s.replace("{,}", ",")  # 14{,}916: a thousands separator in braces
     s = re.sub(r"\\(?:left|right)\s*\.", "", s)  # \left. and \right.: invisible delimiters, dot and all
     s = re.sub(r"\\(?:left|right|[bB]igg?[lr]?)(?![a-zA-Z])", "", s)  # \left, \big, \Biggl...; the bracket stays
     s = re.sub(r",\\!\s*", ",", s)  # 10,\!080: a thousands separator
     s = re.sub(r"\\!|\\displaystyle|\\limits", "", s)  # negative space and layout commands
-    # spaces (\, \: \; \  \quad \qquad ~) as plain spaces; in \\, (a row break, a comma) the \, is not one
-    s = re.sub(r"(?<!\\)\\[,:; ]|\\q?quad(?![a-zA-Z])|~", " ", s)
-    s = re.sub(r"\\[dt](frac|binom)", r"\\\1", s)  # \dfrac, \tfrac, \dbinom, \tbinom: \frac, \binom
+    # spaces (\, \: \; \  ~) as plain spaces (\quad parts answers: below); in \\, (a row break, a comma) the \, is not one
+    s = re.sub(r"(?<!\\)\\[,:; ]|~", " ", s)
+    s = re.sub(r"\\(?:angle|measuredangle)\s*", "", s)  # \angle ABC = 30: the angle's name
+    s = re.sub(r"\\[dtc](frac|binom)", r"\\\1", s)  # \dfrac, \tfrac, \cfrac, \dbinom, \tbinom: \frac, \binom
+    # x \approx 11 states 11, as x = 11 does; x = 1/3 \approx 0.33 states 1/3: the exact value before it
+    s = re.sub(r"\s*(?:\\approx|\\simeq|\\thickapprox).*", "", s) if re.search(r"=.*\\(?:approx|simeq)", s) \
+        else re.sub(r"\\approx|\\simeq|\\thickapprox", "=", s)
     s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree", "", s)  # degrees: 30^\circ, 30^{\circ}, 30\degree are 30
     s = s.replace("\\$", "").replace("$", "").replace("\\%", "%").strip()
+    s = re.sub(r"[€£¥₹]|\b(?:USD|EUR|GBP)\b", "", s).strip()  # currency, before or after the amount
+    s = re.sub(r"(?<=\d)\s*(?:percent(?:age)?|pct)\b", "%", s)  # 28 percent, 28 pct: 28%
+    s = re.sub(r"(?<=\d)\s*[a-zA-Z]{1,3}[²³]$", "", s)  # a unit with a ² or ³ (1,000.99m²; 8n^2 is no unit)
     # a unit in a text wrapper after the value (5 \text{ cm}, 864 \mbox{ inches}^2); not \text{e} or
-    # \text{i}, which are numbers, and not a wrapper that is the whole answer
+    # \text{i}, which are numbers, and not a wrapper that is the whole answer or all a name is said to be
     s = re.sub(TEXT + r"\{(?!\s*[ei]\s*\})[^{}]*[a-zA-Z][^{}]*\}(?:\^\{?\d\}?)?\s*$",
-               lambda m: "" if m.start() else m[0], s)
+               lambda m: m[0] if m.string[:m.start()].strip() in ("",) or m.string[:m.start()].rstrip()[-1] == "="
+               else "", s)
     s = re.sub(TEXT + r"\{([^{}]*)\}", r"\1", s)  # the other text wrappers: their contents
-    s = re.sub(r"\s+(?:or|and)\s+", ", ", s)  # x = 1 or x = 2 lists two solutions
+    s = re.sub(r"\s+(?:or|and)\s+|(?<=\))\s*(?:or|and)\s*(?=\()", ", ", s)  # x = 1 or x = 2, (1,2)or(2,1): lists
     # a unit in words at the end, after a digit or a }: 18 dollars, 5 sq. ft, 3 cm^2 (not pi, sqrt, inf...)
     s = re.sub(r"(?<=[\d}])\s+(?:(?!pi\b|sqrt\b|inf)[a-zA-Z]{2,}\b\.?\s*)+(?:\^\d)?$", "", s)
+    s = re.sub(r"\s*,?\s*\\q?quad\s*", ", ", s)
+    s = re.sub(r"(?:\s*,){2,}\s*", ", ", s).strip(", ")  # ", \quad and \quad" left commas in a row: one  # x=1 \quad x=2 (and \quadx_2): two answers, or a space
     s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()  # runs of space as one
-    # x = 5, \theta = 5, a_1 = 5 state 5: a name, then the answer's only =
-    s = re.sub(r"^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\w+)? ?= ?(?=[^=]*$)", "", s)
+    parts = [p.strip() for p in _split_top(s, ";")]  # -12; -11; -10 lists solutions; p=5, q=2; p=7, q=2 pairs
+    if len(parts) > 1 and all(parts):
+        s = ", ".join(f"({p})" if "," in p and p[0] not in "([" else p for p in parts)
+    s = s.replace(";", ",")  # (0;-2;6): inside brackets, a semicolon parts coordinates
+    s = _unlabel(s)
     s = re.sub(r"_\{(\w+)\}", r"_\1", s)  # a_{1} as a_1
     s = re.sub(r"\\frac\s*(\d)\s*(\d)", r"\\frac{\1}{\2}", s)  # \frac12 as \frac{1}{2}
     s = re.sub(r"\\frac\s*(\d)\s*(?=\{)", r"\\frac{\1}", s)  # \frac1{x} as \frac{1}{x}
@@ -154,7 +235,7 @@ def _normalize(s):
     s = re.sub(r"\\sqrt\s*(\d)", r"\\sqrt{\1}", s)  # \sqrt2 as \sqrt{2}
     s = re.sub(r"(?<![\d.])\.(\d)", r"0.\1", s)  # .5 as 0.5; the point of 1.5 stays
     # thousands separated by commas or spaces (1,000,000, 12 345.5, 1,000%): the separators go
-    if re.fullmatch(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?%?|[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?%?", s):
+    if re.fullmatch(r"[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?%?|[-+]?[1-9]\d{0,2}(?: \d{3})+(?:\.\d+)?%?", s):
         s = s.replace(",", "").replace(" ", "")
     mixed = re.fullmatch(r"(-?)(\d{1,50}) ?\\frac\{(\d{1,50})\}\{(\d{1,50})\}", s)  # a mixed number: 2\frac{1}{3}
     if mixed and int(mixed[3]) < int(mixed[4]):  # 1\frac{4}{5} is 9/5, not 4/5
@@ -181,6 +262,35 @@ def _number(key):
     return (-value if sign == "-" else value), percent == "%"
 
 
+def _split_top(s, sep):
+    """s split at each sep outside brackets and braces."""
+    parts, depth, start = [], 0, 0
+    for i, c in enumerate(s):
+        depth += (c in "([{") - (c in ")]}")
+        if c == sep and depth == 0:
+            parts.append(s[start:i])
+            start = i + 1
+    return parts + [s[start:]]
+
+
+def _unlabel(s):
+    """x = 5, \\theta = 5, a_1 = 5 state 5: a name, then the answer's only = (not =<, a relation). Kept whole: y =
+    2x + 1, a name equal to an expression of variables, which latex.py also reads as the equation it is."""
+    match = re.match(r"(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\w+)? ?= ?(?![<>])(?=[^=]*$)", s)
+    if not match:
+        return s
+    rest = s[match.end():]
+    variables = re.search(r"(?<![a-zA-Z\\])[a-z](?![a-zA-Z])", re.sub(r"\\[a-zA-Z]+", " ", rest))
+    relation = re.search(r"\\in\b|\\[lg]eq?\b|[<>]", rest)
+    return s if variables and not relation else rest
+
+
+def _decimal_point(key):
+    """1000,99 / 0,111 / 2,74 read with a decimal point; a key whose comma must be a thousands separator (1,000)
+    or may part a list (1,2) is returned as it is."""
+    return key.replace(",", ".") if re.fullmatch(r"[-+]?(?:0,\d+|\d+,(?:\d{2}|\d{4,}))", key) else key
+
+
 def _rounding(key):
     """Half a unit in the last digit of a decimal gold (3.14: 0.005): a value that rounds to the
     gold matches it. 0 for integers (27.0 too), fractions, percents and exact forms."""
@@ -195,8 +305,9 @@ def _close(a, b, rel_tol, slack=0):
     return abs(a - b) <= max(rel_tol * max(abs(a), abs(b)), slack)
 
 
-def _quick(p, g, rel_tol):
-    """True or False when normalised strings or plain numbers decide; None when it takes sympy."""
+def _quick(p, g, rel_tol, rounded=True):
+    """True or False when normalised strings or plain numbers decide; None when it takes sympy. rounded: a
+    decimal gold also matches a value that rounds to it."""
     kp, kg = p.replace(" ", ""), g.replace(" ", "")
     if kp == kg:
         return True
@@ -204,10 +315,12 @@ def _quick(p, g, rel_tol):
         letter = re.match(r"\(?([A-E])(?:[).:\s]|$)", p)  # a letter at the start, alone or before ) . : space
         return bool(letter) and letter[1] == kg
     pn, gn = _number(kp), _number(kg)
+    if bool(pn) != bool(gn):  # 1000,99 or 0,111 beside a plain number: a decimal comma, not a list of two
+        pn, gn = pn or _number(_decimal_point(p)), gn or _number(_decimal_point(g))  # "1, 22" is a list
     if pn and gn:
         preds = [pn[0], pn[0] / 100] if pn[1] else [pn[0]]  # 50% may be written 50 or 0.5
         golds = [gn[0], gn[0] / 100] if gn[1] else [gn[0]]
-        slack = 0 if gn[1] else _rounding(kg)
+        slack = 0 if gn[1] or not rounded else _rounding(kg)
         return any(_close(x, y, Fraction(rel_tol), slack) for x in preds for y in golds)
     if (pn or WORDS.fullmatch(kp)) and (gn or WORDS.fullmatch(kg)):
         return False  # two different words, or a word and a number
@@ -222,8 +335,8 @@ def _same(a, b, tol, slack=0):
     ta, tb = latex.tag(a), latex.tag(b)
     if ta == tb == "expr":
         return _expr_equal(a, b, tol, slack)
-    if "set" in (ta, tb):
-        return _match(a[1] if ta == "set" else [a], b[1] if tb == "set" else [b], tol)
+    if "set" in (ta, tb):  # a set holds each item once: (3, 17) listed twice is one solution
+        return _match(_unique(a[1], tol) if ta == "set" else [a], _unique(b[1], tol) if tb == "set" else [b], tol)
     if ta == tb == "interval":
         return a[3:] == b[3:] and _same(a[1], b[1], tol) and _same(a[2], b[2], tol)
     if {ta, tb} & {"interval", "union"}:
@@ -250,6 +363,15 @@ def _match(xs, ys, tol):
             return False
         del left[j]
     return True
+
+
+def _unique(items, tol):
+    """items without repeats (equal by _same), in order; at most 100 of them."""
+    out = []
+    for x in items[:101]:
+        if not any(_same(x, y, tol) for y in out):
+            out.append(x)
+    return out
 
 
 def _intervals(value):
@@ -286,14 +408,17 @@ def _expr_equal(a, b, tol, slack=0):
 
 
 def _readings(text):
-    """The values an answer may mean: one, or for 50% both 50 and 0.5."""
+    """The values an answer may mean: one; for 50% both 50 and 0.5; for y = 2x + 1 also the equation."""
     value = latex.parse(text.rstrip("%"))
-    return [value, value / 100] if text.endswith("%") and latex.tag(value) == "expr" else [value]
+    if text.endswith("%") and latex.tag(value) == "expr":
+        return [value, value / 100]
+    equation = latex.equation(text)
+    return [value] if equation is None else [value, equation]
 
 
-def _sympy_equal(pred, gold, rel_tol):
+def _sympy_equal(pred, gold, rel_tol, rounded=True):
     """Whether normalised answers pred and gold are equal once parsed (runs in a worker)."""
-    slack = _rounding(gold.replace(" ", ""))
+    slack = _rounding(gold.replace(" ", "")) if rounded else Fraction(0)
     slack = sympy.Rational(slack.numerator, slack.denominator)
     golds, preds = _readings(gold), _readings(pred)
     return any(_same(p, g, sympy.Float(rel_tol), slack) for g in golds for p in preds)
@@ -341,7 +466,7 @@ def _stop_pool():
         worker["proc"].kill()
 
 
-def _run_jobs(jobs, rel_tol, timeout, workers):
+def _run_jobs(jobs, rel_tol, rounded, timeout, workers):
     """_sympy_equal on each (pred, gold) in the pool, each within timeout seconds of being sent;
     a pair that overruns is False, and its worker is killed and replaced."""
     results, todo = [False] * len(jobs), list(range(len(jobs)))[::-1]
@@ -354,7 +479,7 @@ def _run_jobs(jobs, rel_tol, timeout, workers):
                 if w["ready"] and w["job"] is None and todo:
                     job = todo.pop()
                     try:
-                        w["proc"].stdin.write((json.dumps([*jobs[job], rel_tol]) + "\n").encode())
+                        w["proc"].stdin.write((json.dumps([*jobs[job], rel_tol, rounded]) + "\n").encode())
                         w["job"], w["deadline"] = job, time.monotonic() + timeout
                     except OSError:  # it died while idle: the pair waits for its replacement
                         todo.append(job)
@@ -388,7 +513,7 @@ def _run_jobs(jobs, rel_tol, timeout, workers):
 
 
 def _worker_main():
-    """Serve the parent: for each [pred, gold, rel_tol] JSON line on stdin, write 1 or 0."""
+    """Serve the parent: for each [pred, gold, rel_tol, rounded] JSON line on stdin, write 1 or 0."""
     try:
         import resource
         resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY, WORKER_MEMORY))
@@ -400,8 +525,8 @@ def _worker_main():
     os.write(reply, b"ready\n")
     for line in sys.stdin.buffer:
         try:
-            pred, gold, rel_tol = json.loads(line)
-            equal = bool(_sympy_equal(pred, gold, rel_tol))
+            pred, gold, rel_tol, rounded = json.loads(line)
+            equal = bool(_sympy_equal(pred, gold, rel_tol, rounded))
         except Exception:  # a parse failure, an overflow, out of memory: "not equal"
             equal = False
         os.write(reply, b"1\n" if equal else b"0\n")
@@ -410,8 +535,10 @@ def _worker_main():
 # the API
 
 
-def grade_many(pairs, rel_tol=REL_TOL, timeout=TIMEOUT, workers=WORKERS):
-    """grade() for each (response, gold) pair: cheap checks here, the rest in parallel workers."""
+def grade_many(pairs, rel_tol=REL_TOL, timeout=TIMEOUT, workers=WORKERS, rounded=True):
+    """grade() for each (response, gold) pair: cheap checks here, the rest in parallel workers. rounded: a
+    decimal gold (3.14) also matches a value that rounds to it (pi), as where a benchmark's answers are
+    rounded by convention (eval.ROUNDED says which); False: equal within rel_tol only."""
     if not (0 <= rel_tol < 1 and timeout > 0 and workers >= 1):
         raise ValueError(f"need 0 <= rel_tol < 1, timeout > 0, workers >= 1; got {rel_tol}, {timeout}, {workers}")
     results, jobs, where = [], [], []
@@ -425,25 +552,26 @@ def grade_many(pairs, rel_tol=REL_TOL, timeout=TIMEOUT, workers=WORKERS):
             raise TypeError(f"pair {k}: gold must be a str, int or float, got {type(gold).__name__}"
                             " (join a list of answers with ', ' first)")
         # a gold in prose (CollegeMath's "The rocket reaches ... after lift-off.") is its own answer
-        pred, gold = extract_answer(pair[0]), extract_answer(gold) or _strip_math(gold) or None
-        verdict = False
-        if pred is not None and gold is not None and max(len(pred), len(gold)) <= MAX_ANSWER:
-            pred, gold = _normalize(pred), _normalize(gold)
-            verdict = _quick(pred, gold, rel_tol)
-            if verdict is None:
-                jobs.append((pred, gold))
-                where.append(k)
-        results.append(bool(verdict))
-    for k, equal in zip(where, _run_jobs(jobs, rel_tol, timeout, workers) if jobs else []):
-        results[k] = equal
+        gold = extract_answer(gold, prose=False) or _strip_math(gold) or None
+        verdicts = []
+        for pred in _answers(pair[0]):  # the answer, and the sentence it came from (when it came from one)
+            if pred is not None and gold is not None and max(len(pred), len(gold)) <= MAX_ANSWER:
+                p, g = _normalize(pred), _normalize(gold)
+                verdicts.append(_quick(p, g, rel_tol, rounded))
+                if verdicts[-1] is None:
+                    jobs.append((p, g))
+                    where.append(k)
+        results.append(True in verdicts)
+    for k, equal in zip(where, _run_jobs(jobs, rel_tol, rounded, timeout, workers) if jobs else []):
+        results[k] = results[k] or equal
     return results
 
 
-def grade(response, gold, rel_tol=REL_TOL, timeout=TIMEOUT):
+def grade(response, gold, rel_tol=REL_TOL, timeout=TIMEOUT, rounded=True):
     """Whether the final answer in response equals the reference answer in gold. Returns within
     about timeout seconds whatever the input; the first call, or one just after a worker was killed,
     also waits the ~0.5 s a worker takes to start."""
-    return grade_many([(response, gold)], rel_tol, timeout, workers=1)[0]
+    return grade_many([(response, gold)], rel_tol, timeout, workers=1, rounded=rounded)[0]
 
 
 def reward(response, gold, rel_tol=REL_TOL, timeout=TIMEOUT):

@@ -34,17 +34,19 @@ class ParseError(ValueError):
 #   cmd   a \command, or \{ \} \| \\ (a row break)
 #   word  a function or constant spelt without \ (sqrt, pi, sin), alone: the "ln" of "kiln" is letters
 #   sym   one letter
-#   op    <=, >=, != or ** before the one-character operators -+*/^_()[]{},=<>!|&
+#   op    <=, >=, =< (the same), != or ** before the one-character operators -+*/^_()[]{},=<>!|&:
 TOKEN = re.compile(r"""\s*(?:
     (?P<num>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)
   | (?P<env>\\(?:begin|end)\{[a-zA-Z]*\*?\})
   | (?P<cmd>\\[a-zA-Z]+|\\[{}|\\])
   | (?P<word>(?<![a-zA-Z])(?:sqrt|pi|infinity|infty|inf|arcsin|arccos|arctan|sin|cos|tan|cot|sec|csc|log|ln|exp)(?![a-zA-Z]))
   | (?P<sym>[a-zA-Z])
-  | (?P<op><=|>=|!=|\*\*|[-+*/^_()\[\]{},=<>!|&])
+  | (?P<op><=|>=|=<|!=|\*\*|[-+*/^_()\[\]{},=<>!|&:])
 )""", re.X)
-OPS = {"\\cdot": "*", "\\times": "*", "\\ast": "*", "**": "^", "\\div": "/", "\\le": "<=", "\\leq": "<=",
-       "\\leqslant": "<=", "\\ge": ">=", "\\geq": ">=", "\\geqslant": ">=", "\\lt": "<", "\\gt": ">",
+# a ratio a:b is a / b; =< is <= (a spelling models use)
+OPS = {"\\cdot": "*", "\\times": "*", "\\ast": "*", "**": "^", "\\div": "/", ":": "/", "=<": "<=", "\\le": "<=",
+       "\\leq": "<=", "\\leqq": "<=", "\\leqslant": "<=", "\\ge": ">=", "\\geq": ">=", "\\geqq": ">=",
+       "\\geqslant": ">=", "\\lt": "<", "\\gt": ">",
        "\\ne": "!=", "\\neq": "!=", "\\cup": "cup", "\\in": "in", "\\pm": "pm", "\\mp": "mp",
        "\\{": "{set", "\\}": "}set", "\\lbrace": "{set", "\\rbrace": "}set", "\\\\": "row", "\\|": "|",
        "\\vert": "|", "\\lvert": "|", "\\rvert": "|", "\\lfloor": "lfloor", "\\rfloor": "rfloor",
@@ -166,7 +168,7 @@ class Parser:
             if self.accept("*"):
                 value = _expr(value) * _expr(self.unary())
             elif self.accept("/"):
-                value = _expr(value) / _expr(self.unary())
+                value = _divide(value, self.unary())
             elif self.starts_atom():  # implicit multiplication: 2x, 3\sqrt{2}, (a+5)(b+2)
                 value = _expr(value) * _expr(self.power())
             else:
@@ -230,7 +232,7 @@ class Parser:
         if kind == "func":
             return self.function(value)
         if kind == "cmd" and value == "frac":
-            return _expr(self.atom()) / _expr(self.atom())
+            return _divide(self.atom(), self.atom())
         if kind == "cmd" and value == "binom":
             n, k = _expr(self.atom()), _expr(self.atom())
             if n.is_Integer and k.is_Integer and abs(n) > MAX_BITS:
@@ -314,6 +316,13 @@ def _expr(value):
     return value
 
 
+def _divide(a, b):
+    """a / b; by zero is no answer (12:00 and 1:00 are times, not both infinite)."""
+    if _expr(b) == 0:
+        raise ParseError("division by zero")
+    return _expr(a) / b
+
+
 def _number_value(text):
     """A number token as an exact sympy Rational (0.15 is 3/20), within the size limits."""
     mantissa, _, exponent = text.lower().partition("e")
@@ -337,7 +346,8 @@ def _pow(base, exponent):
 
 
 def meaning(value):
-    """What an answer states: x = 5 states 5, x \\ge 3 states [3, oo), x \\in S states S."""
+    """What an answer states: x = 5 states 5, x \\ge 3 states [3, oo), x \\in S states S; a labelled value
+    (AB = 4, |AB| = 1, f(x) = 1) states the value, and a chain (x = 5 + 5 + 1 = 11) its last side."""
     if not isinstance(value, tuple):
         return value
     tag = value[0]
@@ -349,6 +359,9 @@ def meaning(value):
     ops, parts = value[1], value[2]
     if set(ops) == {"="} and all(_is_name(part) for part in parts[:-1]):
         return meaning(parts[-1])  # x = 5, (x, y) = (1, 2), a = b = 3
+    if set(ops) == {"="} and (len(parts) > 2 or _is_constant(parts[1]) and (_is_label(parts[0]) or
+                                                                          _is_constant(parts[0]))):
+        return meaning(parts[-1])  # x = 5 + 5 + 1 = 11, AB = 4, |AB| = 1, 6/8 = 3/4: the last side
     if ops == ["="] and _is_name(parts[1]):
         return meaning(parts[0])  # 2x + 1 = y
     if ops == ["="]:
@@ -367,20 +380,56 @@ def _is_name(value):
     return isinstance(value, sympy.Symbol)
 
 
+def _is_constant(value):
+    return not isinstance(value, tuple) and not value.free_symbols
+
+
+def _is_label(value):
+    """Whether value only names a quantity: letters multiplied or divided (AB, f(x) read as f*x, S_1:S) or
+    in bars (|AB|), no numbers: the left side of AB = 4."""
+    if isinstance(value, tuple) or not value.free_symbols:
+        return False
+    if isinstance(value, sympy.Abs):
+        return _is_label(value.args[0])
+    factors = value.args if isinstance(value, sympy.Mul) else (value,)
+    return all(isinstance(f, sympy.Symbol) or isinstance(f, sympy.Pow) and isinstance(f.base, sympy.Symbol)
+               and f.exp == -1 for f in factors)
+
+
 def _inequality(ops, parts):
-    """x > 3, 3 <= x, 1 < x <= 3 as intervals of x."""
+    """x > 3, 3 <= x, 1 < x <= 3, -x > -1, 0 < f(x) < 1 as intervals of their one quantity."""
     if ops[0] in (">", ">="):  # read it the other way round, ascending
         ops, parts = [{">": "<", ">=": "<="}[op] for op in reversed(ops)], parts[::-1]
-    if len(parts) == 2 and isinstance(parts[0], sympy.Symbol):
+    if len(parts) == 2 and _is_constant(parts[1]):
         ops, parts = ["<"] + ops, [-sympy.oo] + parts
     elif len(parts) == 2:
         ops, parts = ops + ["<"], parts + [sympy.oo]
-    if len(parts) != 3 or not isinstance(parts[1], sympy.Symbol):
-        raise ParseError("not an inequality in one variable")
-    return meaning(("interval", parts[0], parts[2], ops[0] == "<", ops[1] == "<"))
+    if len(parts) != 3 or not (_is_constant(parts[0]) and _is_constant(parts[2])) or _is_constant(parts[1]):
+        raise ParseError("not an inequality in one quantity")
+    (lo, lo_open), middle, (hi, hi_open) = (parts[0], ops[0] == "<"), parts[1], (parts[2], ops[1] == "<")
+    if not _is_label(middle):  # a x + b between the bounds, one variable x: the bounds of x
+        (x,) = middle.free_symbols if len(middle.free_symbols) == 1 else (None,)
+        a = sympy.diff(middle, x) if x is not None else 0
+        if x is None or a.free_symbols or a == 0 or sympy.expand(middle - a * x).free_symbols:
+            raise ParseError("not an inequality in one variable")
+        b = sympy.expand(middle - a * x)
+        lo, hi = (lo - b) / a, (hi - b) / a
+        if a < 0:  # dividing by a negative turns the inequality round
+            (lo, lo_open), (hi, hi_open) = (hi, hi_open), (lo, lo_open)
+    return meaning(("interval", lo, hi, lo_open, hi_open))
 
 # -----------------------------------------------------------------------------
 # the API
+
+
+def equation(text):
+    """An answer y = 2x + 1 read as the equation it also is, ('eq', y - 2x - 1), to compare with 2x - y + 1 = 0;
+    None when text is not a name = an expression of variables."""
+    value = Parser(text).parse() if "=" in text else None
+    if tag(value) != "rel" or value[1] != ["="] or not isinstance(value[2][0], sympy.Symbol):
+        return None
+    rhs = value[2][1]
+    return None if isinstance(rhs, tuple) or _is_constant(rhs) else ("eq", value[2][0] - rhs)
 
 
 def parse(text):

@@ -56,6 +56,7 @@ class Config:
     reward_correct: float = 1.0
     reward_wrong: float = 0.0
     reward_no_answer: float = 0.0      # e.g. -1 for a response without a final answer
+    rounded_answers: bool = False      # decimal golds also match values that round to them (see eval.ROUNDED)
     # advantages
     std_norm: bool = True              # False: Dr. GRPO
     drop_uniform_groups: bool = False  # DAPO: a group whose rewards are all equal teaches nothing
@@ -318,7 +319,7 @@ def main(cfg):
 
         # 2. rewards and 3. advantages (a group lives on one rank)
         golds = [data[chosen[j]]["answer"] for j, _ in requests]
-        correct = grade_many(list(zip(texts, golds)))
+        correct = grade_many(list(zip(texts, golds)), rounded=cfg.rounded_answers)
         rewards = torch.tensor([cfg.reward_correct if c else cfg.reward_wrong if extract_answer(t) is not None
                                 else cfg.reward_no_answer for c, t in zip(correct, texts)])
         advantages = group_advantages(rewards, G, cfg.std_norm)

@@ -22,7 +22,8 @@ low-quality pages never touches a question. So no RL or evaluation problem is ev
 text. Web pages work their examples in prose ("So Ann has 12 apples now.") and box few answers (web_boxed):
 the \\boxed{} answer format comes mainly from the QA data, which is what makes QA in mid-training help RL, as
 in the paper. Even the QA data boxes only some answers (qa_boxed), as scraped QA does: a model mid-trained on it
-gives a checkable final answer only sometimes, the habit zero-RL rewards first.
+gives a checkable final answer only sometimes, the habit zero-RL rewards first. (Unboxed, an answer is stated in
+prose; only the equations' solutions, worked in math mode, end in a math-mode answer the grader also reads.)
 """
 import hashlib
 import json

@@ -269,3 +269,14 @@ def test_cli_end_to_end(tiny_run, tmp_path):
     samples = [json.loads(line) for line in samples.splitlines()]
     assert len(samples) == 4 and samples[0]["prompt"] == samples[1]["prompt"]
     assert samples[0]["prompt"].endswith("Assistant:") and samples[0]["completion"] != samples[1]["completion"]
+
+
+def test_rounded_answers_only_where_the_benchmark_rounds(tmp_path):
+    for name, record in [("minerva_math", {"problem": "Light travels how far?", "solution": "So \\boxed{3.14}."}),
+                         ("math500", {"problem": "What is it?", "answer": "3.14"})]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "test.jsonl").write_text(json.dumps(record) + "\n")
+    results = E.evaluate(lambda prompts: ["so it is \\boxed{\\pi}"] * len(prompts), ["minerva_math", "math500"],
+                         mode="zeroshot", data_dir=tmp_path)
+    assert E.ROUNDED == {"minerva_math", "college_math"}
+    assert results["minerva_math"]["accuracy"] == 1.0 and results["math500"]["accuracy"] == 0.0

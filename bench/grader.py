@@ -32,6 +32,7 @@ import sympy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+import answers  # noqa: E402
 import grader  # noqa: E402
 from eval import load_benchmark  # noqa: E402
 
@@ -71,7 +72,7 @@ def to_sympy(pairs):
     n = 0
     for response, gold in pairs:
         p, g = grader.extract_answer(response), grader.extract_answer(gold)
-        n += p is not None and g is not None and grader._quick(grader._normalize(p), grader._normalize(g), grader.REL_TOL) is None
+        n += p is not None and g is not None and answers.quick(answers.normalize(p), answers.normalize(g), grader.REL_TOL) is None
     return n / len(pairs)
 
 

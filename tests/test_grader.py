@@ -344,7 +344,7 @@ def test_no_side_effects_from_code_in_answers(tmp_path):
     assert not target.exists()
 
 
-@pytest.mark.parametrize('file', ['grader.py', 'latex.py'])  # the grader and its parser
+@pytest.mark.parametrize('file', ['grader.py', 'answers.py', 'latex.py'])  # the grader, its answers, its parser
 def test_source_never_evaluates_text(file):
     source = (ROOT / file).read_text()
     code = source.split('"""', 2)[2]  # past the module docstring, which names them

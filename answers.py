@@ -67,9 +67,10 @@ def candidates(text, prose=True):
     whole = MATH_SPAN.fullmatch(text)  # $$\text{The midpoints form a regular hexagon}$$: all of it
     if whole:
         return next(g for g in whole.groups() if g is not None).strip() or None, None
-    if prose and _is_prose(text[-20 * MAX_ANSWER:]):
+    tail = text[-20 * MAX_ANSWER:]  # the last math-mode span of prose is near its end
+    if prose and _is_prose(tail):
         span = None
-        for span in MATH_SPAN.finditer(text[-20 * MAX_ANSWER:]):
+        for span in MATH_SPAN.finditer(tail):
             pass
         if span:
             return next(g for g in span.groups() if g is not None).strip() or None, None

@@ -198,9 +198,8 @@ def load_checkpoint(path, model, optimizer=None, rank=None):
         state = {"model": model_state, "optim": optim_state}
         dcp.load(state, checkpoint_id=path)
         set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
-    rng_file = os.path.join(path, f"rng_{rank}.pt")
-    if rank is not None and os.path.exists(rng_file):
-        set_rng_state(torch.load(rng_file, weights_only=False))
+    if rank is not None and os.path.exists(os.path.join(path, f"rng_{rank}.pt")):
+        set_rng_state(torch.load(os.path.join(path, f"rng_{rank}.pt"), weights_only=False))
     with open(os.path.join(path, "meta.json")) as f:
         return json.load(f)
 
@@ -223,8 +222,11 @@ def open_log(out_dir, name, resume_step):
     """out_dir/name.jsonl for appending, cut back to the rows of steps <= resume_step (None: a fresh start, no
     rows), and to before a line a kill tore."""
     path = os.path.join(out_dir, f"{name}.jsonl")
-    kept = []
-    for line in open(path).read().splitlines() if os.path.exists(path) and resume_step is not None else []:
+    kept, lines = [], []
+    if os.path.exists(path) and resume_step is not None:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    for line in lines:
         try:
             step = json.loads(line)["step"]
         except (ValueError, KeyError):
@@ -323,13 +325,13 @@ def seed_everything(seed):
 
 def start_run(cfg, check=None):
     """Start a run of cfg (a Config with out_dir, seed, max_steps, ckpt_every, keep_checkpoints, export_dtype):
-    set up the ranks, seed every RNG, call check(world_size) (it raises on a config that cannot run, before
+    set up the ranks, seed every RNG, call check(cfg, world_size) (it raises on a config that cannot run, before
     anything is written), print the resolved config and save it as out_dir/config.json, and find the checkpoint
     to resume from. A run whose last checkpoint and hf/ are there is done: it says so and does nothing more."""
     rank, world_size, device = setup_distributed()
     seed_everything(cfg.seed)
     if check:
-        check(world_size)
+        check(cfg, world_size)
     os.makedirs(cfg.out_dir, exist_ok=True)
     if rank == 0:
         print(config_json(cfg))

@@ -121,11 +121,10 @@ def _expr_equal(a, b, tol, slack=0):
 
 def _readings(text):
     """The values an answer may mean: one; for 50% both 50 and 0.5; for y = 2x + 1 also the equation."""
-    value = latex.parse(text.rstrip("%"))
-    if text.endswith("%") and latex.tag(value) == "expr":
-        return [value, value / 100]
-    equation = latex.equation(text)
-    return [value] if equation is None else [value, equation]
+    values = latex.readings(text.rstrip("%"))
+    if text.endswith("%") and latex.tag(values[0]) == "expr":
+        return [values[0], values[0] / 100]
+    return values
 
 
 def _sympy_equal(pred, gold, rel_tol, rounded=True):

@@ -422,19 +422,29 @@ def _inequality(ops, parts):
 # the API
 
 
-def equation(text):
-    """An answer y = 2x + 1 read as the equation it also is, ('eq', y - 2x - 1), to compare with 2x - y + 1 = 0;
-    None when text is not a name = an expression of variables."""
-    value = Parser(text).parse() if "=" in text else None
-    if tag(value) != "rel" or value[1] != ["="] or not isinstance(value[2][0], sympy.Symbol):
-        return None
-    rhs = value[2][1]
-    return None if isinstance(rhs, tuple) or _is_constant(rhs) else ("eq", value[2][0] - rhs)
+def readings(text):
+    """parse(text), and for an answer y = 2x + 1 also the equation it is, ('eq', y - 2x - 1), to compare with
+    2x - y + 1 = 0: both from one parse."""
+    tree = Parser(text).parse()
+    value, equation = _with_pm(text, meaning(tree)), _equation(tree)
+    return [value] if equation is None else [value, equation]
 
 
 def parse(text):
     """An answer's meaning; with \\pm, both readings merged into one set of solutions."""
-    value = meaning(Parser(text).parse())
+    return _with_pm(text, meaning(Parser(text).parse()))
+
+
+def _equation(tree):
+    """('eq', y - rhs) for a parsed name = expression of variables; None for anything else."""
+    if tag(tree) != "rel" or tree[1] != ["="] or not isinstance(tree[2][0], sympy.Symbol):
+        return None
+    rhs = tree[2][1]
+    return None if isinstance(rhs, tuple) or _is_constant(rhs) else ("eq", tree[2][0] - rhs)
+
+
+def _with_pm(text, value):
+    """value, or with \\pm (\\mp) in text, it and the other sign's reading merged into one set of solutions."""
     if "\\pm" not in text and "\\mp" not in text:
         return value
     other = meaning(Parser(text, pm_sign=-1).parse())

@@ -261,7 +261,7 @@ def check_config(cfg, world_size):
 
 
 def main(cfg):
-    run = start_run(cfg, check=lambda world_size: check_config(cfg, world_size))
+    run = start_run(cfg, check=check_config)
     if run.done:
         return
     rank, world_size, device = run.rank, run.world_size, run.device

@@ -173,13 +173,14 @@ def validation_loss(model, loader, start, cfg, run, amp):
             xb, yb, db = (t[i:i + cfg.micro_batch].to(run.device) for t in (x, y, doc_ids))
             with amp:
                 loss = model(xb, yb, doc_ids=db)
-            loss_sum += loss.double() * (yb != -100).sum()
-            n += (yb != -100).sum().item()
+            tokens = (yb != -100).sum()
+            loss_sum += loss.double() * tokens
+            n += tokens.item()
     return all_sum(loss_sum.item(), run.device) / all_sum(n, run.device)
 
 
 def main(cfg):
-    run = start_run(cfg, check=lambda world_size: check_geometry(cfg, world_size))
+    run = start_run(cfg, check=check_geometry)
     if run.done:
         return
     accum, device = check_geometry(cfg, run.world_size), run.device

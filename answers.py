@@ -25,55 +25,56 @@ MATH_SPAN = re.compile(r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|(?<!\\)\$((?:[^$\n]|\\\$)+?
                        r"|\\\(([^\n]+?)\\\)|\\\[(.+?)\\\]", re.S)
 # what may stand between \boxed{}es that are one answer: space, commas, semicolons, $ \( \), "and", \quad (not "or":
 # \boxed{15\frac{39}{40}} or \boxed{\frac{639}{40}} gives one answer twice)
-BOX_GAP = re.compile(r"(?:[\s,;$]|\\[()\[\]]|\\q?quad|\\text\{\s*and\s*\}|\band\b)*")
-# a number in prose (the 34 of "the largest n is 34"), not a digit inside a word like x2
-PROSE_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:,\d{3})*(?:\.\d+)?(?![\w])")
+BOX_GAP = re.compile(r"(?:[\s,;$]|\\[()\[\]]|\\q?quad|\band\b|\b[a-zA-Z]{1,12}\s+(?=and\b)"  # papers and
+                     r"|\\text\{(?![^{}]*\bor\b)[^{}]{0,40}\}"  # \text{ for part (a) and }, not \text{ or }
+                     r"|(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?\s*=)*")  # a label: y_2 = \boxed{...}
+# a number in prose (the 34 of "the largest n is 34"; last_number: the last number of unmarked prose)
+# (1,000.99, 2,74 with a decimal comma, 2/3, 100%), not a digit inside a word like x2; a unit may follow (5cm)
+PROSE_NUMBER = re.compile(r"(?<![\w.,/])[-+]?\d+(?:,\d{3})*(?:[.,]\d+)?(?:/\d+)?%?(?![\d.,/]?\d)")
+# a math delimiter no span closed ($ then no amount, \( or \[): the text after it is not prose to read numbers in
+OPEN_MATH = re.compile(r"(?<!\\)\$(?![\d$])|\\[(\[]")
 BOXES = 20                # the most \boxed{} answers read backwards from the last one
 NOT_PROSE = {"and", "or", "sqrt", "pi", "infinity", "infty", "inf", "arcsin", "arccos", "arctan", "sin", "cos", "tan",
              "cot", "sec", "csc", "log", "exp"}
 
 
-def extract_answer(text, prose=True):
+def extract_answer(text, prose=True, last_number=False):
     """The final answer in text (see candidates); None when there is none."""
-    return candidates(text, prose)[0]
+    return candidates(text, prose, last_number)[0]
 
 
-def candidates(text, prose=True):
-    """The final answer in text: the last \\boxed{} (or \\fbox{}), with the boxes just before it that only
-    separators part from it (\\boxed{1}, \\boxed{2}: one answer, "1, 2"); else the rest of the line after
-    '####' (GSM8K); else what follows the last 'the answer is' or 'final answer:' (in a sentence, its last
-    math-mode expression or number); else, in prose (unless prose=False: a gold in prose is its own answer),
-    the last math-mode expression; else all of text when it is itself a short bare answer. None when there is
-    no answer. Returns (answer, the whole sentence when the answer was taken out of one, else None): the sentence
-    is a second reading, so a gold that is itself a sentence still matches it."""
+def candidates(text, prose=True, last_number=False):
+    """The final answer in text, the last one marked: the last \\boxed{} (or \\fbox{}), with the boxes just
+    before it that only separators, "and", a short \\text{} or a label part from it (\\boxed{1}, \\boxed{2}: one
+    answer, "1, 2"; so is "\\boxed{1} papers and \\boxed{2} bins"); or what follows the last 'the answer is' or
+    'final answer:' when that comes after the last box and the last '####' (in a sentence, its last math-mode
+    expression or number); else the rest of the line after '####' (GSM8K); else, in prose (unless prose=False: a gold in prose is its own answer), the last math-mode
+    expression or, with last_number, the last number outside math, whichever comes last; else all of text
+    when it is itself a short bare answer. None when there is no answer. Returns (answer, the whole sentence
+    when the answer was taken out of one, else None): the sentence is a second reading, so a gold that is
+    itself a sentence still matches it."""
     if not isinstance(text, str):
         raise TypeError(f"extract_answer expects a str, got {type(text).__name__}")
-    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"), text.rfind("\\framebox"))
-    if start >= 0:
-        return _boxes(text, start), None
-    start = text.rfind("####")
-    if start >= 0:
-        return strip_math(text[start + 4:].split("\n", 1)[0]) or None, None
-    match = None
-    for match in ANSWER_IS.finditer(text):
+    box, hashes, marker = _last_box(text, len(text)), text.rfind("####"), None
+    for marker in ANSWER_IS.finditer(text):
         pass
-    if match:  # the rest of the line, up to the end of the sentence (a period, not a decimal point)
-        line = text[match.end():match.end() + MAX_ANSWER].split("\n", 1)[0]
-        sentence = re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]  # "." then space or end
-        whole = strip_math(sentence) or None
-        value = _in_sentence(sentence) if _is_prose(sentence) else None
-        return (value, whole) if value else (whole, None)
+    if marker and marker.start() > max(box, hashes):  # "\\boxed{200} ... The final answer is $10,455$": the later
+        found = _after_marker(text, marker)  # (unless it is words with no answer in them: "see above")
+        if found[1] or found[0] and not _is_prose(found[0]) or box < 0 and hashes < 0:
+            return found
+    if box >= 0:
+        return _boxes(text, box), None
+    if hashes >= 0:
+        return strip_math(text[hashes + 4:].split("\n", 1)[0]) or None, None
     text = text.strip()
     whole = MATH_SPAN.fullmatch(text)  # $$\text{The midpoints form a regular hexagon}$$: all of it
     if whole:
         return next(g for g in whole.groups() if g is not None).strip() or None, None
     tail = text[-20 * MAX_ANSWER:]  # the last math-mode span of prose is near its end
     if prose and _is_prose(tail):
-        span = None
-        for span in MATH_SPAN.finditer(tail):
-            pass
-        if span:
-            return next(g for g in span.groups() if g is not None).strip() or None, None
+        last = _last_in(tail, last_number)
+        if last:
+            return last, None
     if len(text) > 300 or "\n" in text or len(PROSE_WORD.findall(text)) > 3:
         return None, None  # prose without a marked answer
     return strip_math(text) or None, None
@@ -86,17 +87,34 @@ def _is_prose(text):
     return any(w.lower() not in NOT_PROSE for w in PROSE_WORD.findall(outside))
 
 
-def _in_sentence(sentence):
-    """The answer in a sentence after 'the answer is': its last math-mode expression or number, whichever
-    comes last ("The largest $n$ is 34" -> 34); None when it has neither."""
-    last = [(m.start(), next(g for g in m.groups() if g is not None)) for m in MATH_SPAN.finditer(sentence)]
-    outside = MATH_SPAN.sub(lambda m: " " * len(m[0]), sentence)
-    last += [(m.start(), m[0]) for m in PROSE_NUMBER.finditer(outside)]
-    return max(last)[1].strip() if last else None
+def _after_marker(text, marker):
+    """(answer, sentence) after an 'the answer is' match: the rest of its line, up to the end of the sentence
+    (a period, not a decimal point); in a sentence, its last math-mode expression or number."""
+    line = text[marker.end():marker.end() + MAX_ANSWER].split("\n", 1)[0]
+    sentence = re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]  # "." then space or end
+    whole = strip_math(sentence) or None
+    value = _last_in(sentence, True) if _is_prose(sentence) else None
+    return (value, whole) if value else (whole, None)
+
+
+def _last_in(text, numbers):
+    """The last math-mode expression in prose, or (numbers) its last number outside math, whichever comes last
+    ("The largest $n$ is 34" -> 34, "so it increases by 100%." -> 100%); None when it has neither."""
+    last = [(m.start(), next(g for g in m.groups() if g is not None)) for m in MATH_SPAN.finditer(text)]
+    if numbers:
+        outside = MATH_SPAN.sub(lambda m: " " * len(m[0]), text)
+        outside = OPEN_MATH.split(outside, maxsplit=1)[0]  # "Answer $ \n 9 \n $": broken math, not prose
+        last += [(m.start(), m[0]) for m in PROSE_NUMBER.finditer(outside)]
+    return max(last)[1].strip() or None if last else None
+
+
+def _last_box(text, end):
+    """Where the last \\boxed, \\fbox or \\framebox before end starts; -1 when there is none."""
+    return max(text.rfind("\\boxed", 0, end), text.rfind("\\fbox", 0, end), text.rfind("\\framebox", 0, end))
 
 
 def _boxes(text, start):
-    """The last \\boxed{} answer (from start) and the ones just before it that only separators part from it,
+    """The last \\boxed{} answer (from start) and the ones just before it that only a BOX_GAP parts from it,
     joined by commas; None when the last one never closes."""
     answers, end = [], None
     for _ in range(BOXES):
@@ -105,7 +123,7 @@ def _boxes(text, start):
             break
         answers.insert(0, answer)
         end = start
-        start = max(text.rfind("\\boxed", 0, start), text.rfind("\\fbox", 0, start), text.rfind("\\framebox", 0, start))
+        start = _last_box(text, start)
         if start < 0:
             break
     return ", ".join(answers) or None
@@ -135,8 +153,8 @@ def _boxed(text, start):
 
 
 def strip_math(s):
-    """s without surrounding space, a final period, or $...$, \\(...\\), \\[...\\] around it."""
-    s = s.strip().rstrip(".").strip()
+    """s without surrounding space, a final period, quotes, or $...$, \\(...\\), \\[...\\] around it."""
+    s = re.sub(r'^(?:\\?")+|(?:\\?")+$', "", s.strip().rstrip(".").strip()).strip()  # "12 and 13", \"12\"
     for open_, close in MATH_DELIMITERS:
         if s.startswith(open_) and s.endswith(close) and len(s) >= len(open_) + len(close):
             return s[len(open_):len(s) - len(close)].strip().rstrip(".").strip()
@@ -166,8 +184,9 @@ def normalize(s):
     wrappers or thousands separators; \\dfrac, \\frac12 and .5 written \\frac{1}{2} and 0.5."""
     for a, b in UNICODE.items():
         s = s.replace(a, b)
-    s = re.sub(r"\\\\(?=[a-zA-Z])", r"\\", s)  # \\left, \\frac: a doubled backslash (JSON escaped twice); \\ 3 stays a row break
-    s = s.replace("{,}", ",")  # 14{,}916: a thousands separator in braces
+    # \\left, \\frac: a doubled backslash (JSON escaped twice); \\ 3 and the \\ of \\\end stay row breaks
+    s = re.sub(r"(?<!\\)\\\\(?=[a-zA-Z])", r"\\", s)
+    s = re.sub(r"\s*\{\s*,\s*\}\s*", ",", s)  # 14{,}916, 14 {, }916: a thousands separator in braces
     s = re.sub(r"\\(?:left|right)\s*\.", "", s)  # \left. and \right.: invisible delimiters, dot and all
     s = re.sub(r"\\(?:left|right|[bB]igg?[lr]?)(?![a-zA-Z])", "", s)  # \left, \big, \Biggl...; the bracket stays
     s = re.sub(r",\\!\s*", ",", s)  # 10,\!080: a thousands separator
@@ -189,8 +208,10 @@ def normalize(s):
     s = re.sub(TEXT + r"\{(?!\s*[ei]\s*\})[^{}]*[a-zA-Z][^{}]*\}(?:\^\{?\d\}?)?\s*$",
                lambda m: m[0] if m.string[:m.start()].strip() in ("",) or m.string[:m.start()].rstrip()[-1] == "="
                else "", s)
+    s = re.sub(r"\\mathbf\{(\d(?: ?\d)*)\}", lambda m: m[1].replace(" ", ""), s)  # \mathbf{1 5 1 2}: bold 1512 (ARML)
     s = re.sub(TEXT + r"\{([^{}]*)\}", r"\1", s)  # the other text wrappers: their contents
-    s = re.sub(r"\s+(?:or|and)\s+|(?<=\))\s*(?:or|and)\s*(?=\()", ", ", s)  # x = 1 or x = 2, (1,2)or(2,1): lists
+    # x = 1 or x = 2, (1,2)or(2,1), W(x)=1orW(x)=-1: lists
+    s = re.sub(r"\s+(?:or|and)\s+|(?<=[)\d])\s*(?:or|and)\s*(?=[(A-Z])", ", ", s)
     # a unit in words at the end, after a digit or a }: 18 dollars, 5 sq. ft, 3 cm^2 (not pi, sqrt, inf...)
     s = re.sub(r"(?<=[\d}])\s+(?:(?!pi\b|sqrt\b|inf)[a-zA-Z]{2,}\b\.?\s*)+(?:\^\d)?$", "", s)
     s = re.sub(r"\s*,?\s*\\q?quad\s*", ", ", s)
@@ -200,6 +221,12 @@ def normalize(s):
     if len(parts) > 1 and all(parts):
         s = ", ".join(f"({p})" if "," in p and p[0] not in "([" else p for p in parts)
     s = s.replace(";", ",")  # (0;-2;6): inside brackets, a semicolon parts coordinates
+    sides = _split_top(s, "=")  # a chain, x = 5 + 5 + 1 = 11, states its last side (as latex.meaning reads it)
+    if len(sides) > 2 and all(sides) and not re.search(r"[<>!]$", "".join(x[-1:] for x in sides[:-1])) \
+            and "," not in s:
+        s = sides[-1].strip()
+    if re.fullmatch(r"\{[^{}]*\}", s):  # {35 cm, 4}: braces group in LaTeX ({1, 3} is 1, 3; a set is \{1, 3\})
+        s = s[1:-1].strip()
     s = _unlabel(s)
     s = re.sub(r"_\{(\w+)\}", r"_\1", s)  # a_{1} as a_1
     s = re.sub(r"\\frac\s*(\d)\s*(\d)", r"\\frac{\1}{\2}", s)  # \frac12 as \frac{1}{2}

@@ -69,6 +69,8 @@ class Config:
     top_p: float = 1.0
     max_new_tokens: int = 1024
     batch_size: int = 64
+    # grading
+    last_number: bool = True           # a completion that marks no answer: its last number, as the harnesses read it
     compile: bool = False              # torch.compile the decode step: pays off on long runs, on a GPU above all
     seed: int = 0
     # output
@@ -184,7 +186,7 @@ def cut_at_stop(text, stops):
 
 
 def evaluate(generate, benchmarks, mode="fewshot", n_samples=1, limit=None, data_dir=None, template="boxed",
-             out_dir=None):
+             out_dir=None, last_number=True):
     """Score generate (a list of prompt strings -> a list of completion strings; each prompt appears n_samples
     times in a row) on benchmarks (a list, or names joined by commas). Per benchmark: accuracy (the mean over
     all samples: avg@k), pass@k (the share of problems with a correct sample), n (problems), no_answer (the
@@ -203,8 +205,8 @@ def evaluate(generate, benchmarks, mode="fewshot", n_samples=1, limit=None, data
             raise ValueError(f"{name}: generate returned {len(completions)} completions for {len(prompts)} prompts; "
                              "it must return one str per prompt, in order")
         completions = [cut_at_stop(c, stop_strings(mode, template)) for c in completions]  # in case generate didn't
-        correct = grade_many(list(zip(completions, golds)), rounded=name in ROUNDED)
-        extracted = [extract_answer(c) for c in completions]
+        correct = grade_many(list(zip(completions, golds)), rounded=name in ROUNDED, last_number=last_number)
+        extracted = [extract_answer(c, last_number=last_number) for c in completions]
         per_problem = [correct[i:i + n_samples] for i in range(0, len(correct), n_samples)]
         results[name] = {"accuracy": sum(correct) / len(correct),
                          f"pass@{n_samples}": sum(map(any, per_problem)) / len(per_problem),
@@ -343,7 +345,7 @@ def main(cfg):
     results = {}
     for name in names:
         results |= evaluate(generate, [name], cfg.mode, cfg.n_samples, cfg.limit or None, cfg.data_dir or None,
-                            cfg.template, out_dir)
+                            cfg.template, out_dir, cfg.last_number)
         r = results[name]
         print(f"{name}: {r['accuracy']:.1%} of {r['n']} ({r['seconds']:.0f} s)", flush=True)
 

@@ -100,7 +100,7 @@ def _values(a, b):
     """(a, b) as numbers at three fixed random points of their symbols (one point when there
     are none), leaving out points where either is undefined or infinite."""
     symbols = sorted(a.free_symbols | b.free_symbols, key=str)
-    if len(symbols) > 10:
+    if len(symbols) > 10 or a.has(sympy.Sum) or b.has(sympy.Sum):  # a sum to n has no value at n = 0.7
         return []
     rng = random.Random(0)
     points = [{s: sympy.Float(rng.uniform(0.2, 2) * rng.choice((-1, 1)), 30) for s in symbols}
@@ -246,10 +246,13 @@ def _worker_main():
 # the API
 
 
-def grade_many(pairs, rel_tol=REL_TOL, timeout=TIMEOUT, workers=WORKERS, rounded=True):
+def grade_many(pairs, rel_tol=REL_TOL, timeout=TIMEOUT, workers=WORKERS, rounded=True, last_number=False):
     """grade() for each (response, gold) pair: cheap checks here, the rest in parallel workers. rounded: a
     decimal gold (3.14) also matches a value that rounds to it (pi), as where a benchmark's answers are
-    rounded by convention (eval.ROUNDED says which); False: equal within rel_tol only."""
+    rounded by convention (eval.ROUNDED says which); False: equal within rel_tol only. last_number: a
+    response that marks no answer (no \\boxed{}, no "the answer is") is also read for its last number, as
+    math evaluation harnesses read it (eval.py does); False: only for its last math-mode expression, so that
+    a reward asks for a marked final answer, as the paper's does."""
     if not (0 <= rel_tol < 1 and timeout > 0 and workers >= 1):
         raise ValueError(f"need 0 <= rel_tol < 1, timeout > 0, workers >= 1; got {rel_tol}, {timeout}, {workers}")
     results, jobs, where = [], [], []
@@ -265,7 +268,8 @@ def grade_many(pairs, rel_tol=REL_TOL, timeout=TIMEOUT, workers=WORKERS, rounded
         # a gold in prose (CollegeMath's "The rocket reaches ... after lift-off.") is its own answer
         gold = extract_answer(gold, prose=False) or strip_math(gold) or None
         verdicts = []
-        for pred in candidates(pair[0]):  # the answer, and the sentence it came from (when it came from one)
+        # the answer, and the sentence it came from (when it came from one)
+        for pred in candidates(pair[0], last_number=last_number):
             if pred is not None and gold is not None and max(len(pred), len(gold)) <= MAX_ANSWER:
                 p, g = normalize(pred), normalize(gold)
                 verdicts.append(quick(p, g, rel_tol, rounded))
@@ -278,11 +282,11 @@ def grade_many(pairs, rel_tol=REL_TOL, timeout=TIMEOUT, workers=WORKERS, rounded
     return results
 
 
-def grade(response, gold, rel_tol=REL_TOL, timeout=TIMEOUT, rounded=True):
+def grade(response, gold, rel_tol=REL_TOL, timeout=TIMEOUT, rounded=True, last_number=False):
     """Whether the final answer in response equals the reference answer in gold. Returns within
     about timeout seconds whatever the input; the first call, or one just after a worker was killed,
     also waits the ~0.5 s a worker takes to start."""
-    return grade_many([(response, gold)], rel_tol, timeout, workers=1, rounded=rounded)[0]
+    return grade_many([(response, gold)], rel_tol, timeout, 1, rounded, last_number)[0]
 
 
 def reward(response, gold, rel_tol=REL_TOL, timeout=TIMEOUT):

@@ -57,6 +57,8 @@ class Config:
     reward_wrong: float = 0.0
     reward_no_answer: float = 0.0      # e.g. -1 for a response without a final answer
     rounded_answers: bool = False      # decimal golds also match values that round to them (see eval.ROUNDED)
+    last_number: bool = False          # True: an unmarked response's last number is its answer (as eval.py reads
+                                       # it); False: the reward asks for a marked one (\boxed{}, "the answer is")
     # advantages
     std_norm: bool = True              # False: Dr. GRPO
     drop_uniform_groups: bool = False  # DAPO: a group whose rewards are all equal teaches nothing
@@ -293,7 +295,8 @@ def main(cfg):
                                                  batch_size=cfg.gen_batch, stop=evaluation.TEMPLATES[cfg.template]["stop"],
                                                  compile=cfg.compile)
             scores = evaluation.evaluate(generate, cfg.eval_benchmarks.split(","), mode="zeroshot", template=cfg.template,
-                                         limit=cfg.eval_limit or None, data_dir=cfg.eval_data)
+                                         limit=cfg.eval_limit or None, data_dir=cfg.eval_data,
+                                         last_number=cfg.last_number)  # graded as the reward is
             results = {f"eval/{name}": s["accuracy"] for name, s in scores.items()}
             results |= {f"eval/{name}_response_len": s["mean_response_tokens"] for name, s in scores.items()}
             tqdm.write(f"step {step}: held-out greedy accuracy {results}")
@@ -319,8 +322,9 @@ def main(cfg):
 
         # 2. rewards and 3. advantages (a group lives on one rank)
         golds = [data[chosen[j]]["answer"] for j, _ in requests]
-        correct = grade_many(list(zip(texts, golds)), rounded=cfg.rounded_answers)
-        rewards = torch.tensor([cfg.reward_correct if c else cfg.reward_wrong if extract_answer(t) is not None
+        correct = grade_many(list(zip(texts, golds)), rounded=cfg.rounded_answers, last_number=cfg.last_number)
+        rewards = torch.tensor([cfg.reward_correct if c else cfg.reward_wrong
+                                if extract_answer(t, last_number=cfg.last_number) is not None
                                 else cfg.reward_no_answer for c, t in zip(correct, texts)])
         advantages = group_advantages(rewards, G, cfg.std_norm)
         keep = torch.ones(len(requests), dtype=torch.bool)
@@ -392,7 +396,8 @@ def main(cfg):
         run.log(row)
         for (j, k), text, r in list(zip(requests, texts, rewards.tolist()))[:cfg.log_samples]:
             run.log({"step": step, "prompt": data[chosen[j]]["prompt"], "completion": text,
-                     "answer": extract_answer(text), "gold": data[chosen[j]]["answer"], "reward": r}, "samples")
+                     "answer": extract_answer(text, last_number=cfg.last_number), "gold": data[chosen[j]]["answer"],
+                     "reward": r}, "samples")
         bar.update(1)
         bar.set_postfix(reward=f"{row['reward']:.3f}", len=f"{row['response_len']:.0f}", loss=f"{row['loss']:.4f}")
         run.checkpoint(step, model, optimizer)

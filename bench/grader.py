@@ -38,6 +38,7 @@ from eval import load_benchmark  # noqa: E402
 
 MATH_VERIFY = "math-verify==0.9.0"
 DEFAULTS = {"strict": True, "allow_set_relation_comp": False}  # their compare_strings() defaults, which we keep
+AS_EVAL = {"last_number": True}  # grader options as eval.py grades benchmarks (an unmarked answer's last number)
 
 
 def seconds(fn, repeats):
@@ -71,7 +72,7 @@ def to_sympy(pairs):
     """The share of pairs the cheap checks cannot decide, which go to the sympy workers."""
     n = 0
     for response, gold in pairs:
-        p, g = grader.extract_answer(response), grader.extract_answer(gold)
+        p, g = grader.extract_answer(response, **AS_EVAL), grader.extract_answer(gold, prose=False)
         n += p is not None and g is not None and answers.quick(answers.normalize(p), answers.normalize(g), grader.REL_TOL) is None
     return n / len(pairs)
 
@@ -170,18 +171,22 @@ def suite(args):
     """The markdown lines of the Math-Verify bar: grader.py and math_verify on its kept cases."""
     cases, skipped = suite_cases(suite_tests(args.cache))
     pairs = [(c["pred"], c["gold"]) for c in cases]
-    fresh_pool(1)  # each timed before its verdicts are taken, so that cold is cold
-    runs = [("grader.py (1 worker)", seconds(lambda: grader.grade_many(pairs, workers=1), args.repeats),
-             grader.grade_many(pairs, workers=1))]
+    runs = []
+    for name, options in [("grader.py, as eval.py grades (last_number=True)", AS_EVAL),
+                          ("grader.py, grade()'s defaults, as rl.py rewards", {})]:
+        fresh_pool(1)  # each timed before its verdicts are taken, so that cold is cold
+        runs.append((f"{name}, 1 worker", seconds(lambda: grader.grade_many(pairs, workers=1, **options), args.repeats),
+                     grader.grade_many(pairs, workers=1, **options)))
     if math_verify_all([]) is not None:
         runs.append((f"math_verify {MATH_VERIFY.split('==')[1]}", seconds(lambda: math_verify_all(cases),
                      min(args.repeats, 2)), math_verify_all(cases)))
-    theirs = runs[1][2] if len(runs) > 1 else [None] * len(cases)
+    theirs = runs[2][2] if len(runs) > 2 else [None] * len(cases)
     with open(args.misses, "w") as f:
         for c, ours, mv in zip(cases, runs[0][2], theirs):
             if ours != c["expected"]:
                 f.write(json.dumps({**{k: c[k] for k in ("file", "test", "gold", "pred", "expected")}, "ours": ours,
-                                    "extracted": grader.extract_answer(c["pred"]), "math_verify": mv}) + "\n")
+                                    "extracted": grader.extract_answer(c["pred"], **AS_EVAL),
+                                    "math_verify": mv}) + "\n")
     lines = ["| verifier | cases | credited (verdict = expected) | misses (expected true, said false) | false positives "
              "(expected false, said true) | time (cold / warm) | checks/s (cold / warm) |", "|---|---|---|---|---|---|---|"]
     for name, (cold, warm), verdicts in runs:
@@ -191,13 +196,14 @@ def suite(args):
               f"checks/s {len(cases) / cold:.0f} cold, {len(cases) / warm:.0f} warm")
         lines.append(f"| {name} | {len(cases)} | {right} ({right / len(cases):.1%}) | {miss} | {fp} | "
                      f"{cold:.3f} s / {warm:.3f} s | {len(cases) / cold:,.0f} / {len(cases) / warm:,.0f} |")
-    if len(runs) == 1:
+    if len(runs) == 2:
         lines.append("| math_verify | not installed (pip install math-verify): no column | | | | | |")
     files = Counter(c["file"] for c in cases)  # in sorted order
     lines += ["", f"Kept, by file: {', '.join(f'{k} {v}' for k, v in files.items())}. Skipped: "
               f"{'; '.join(f'{k} {v}' for k, v in sorted(skipped.items()))}; tests without parametrized cases "
               "(configs, timeout, gamma, raise_on_error, a precision check) are not read. grader.py grades each case "
-              f"as grade(pred, gold), timed from a fresh worker; math_verify (one process) as its tests call it (their "
+              "as grade(pred, gold) does, with eval.py's options in the first row and none in the second, timed "
+              f"from a fresh worker; math_verify (one process) as its tests call it (their "
               f"match_types choose its extraction); warm: the median of {args.repeats} and {min(args.repeats, 2)} more "
               f"runs. The cases grader.py gets wrong: {args.misses}."]
     return lines
@@ -227,10 +233,10 @@ def main():
     lines, notes = [], []
     for name, pairs, equal in sets:
         fresh_pool(1)
-        cold, one = seconds(lambda: grader.grade_many(pairs, workers=1), args.repeats)
+        cold, one = seconds(lambda: grader.grade_many(pairs, workers=1, **AS_EVAL), args.repeats)
         fresh_pool(args.workers)
-        cold_many, many = seconds(lambda: grader.grade_many(pairs, workers=args.workers), args.repeats)
-        rate = sum(grader.grade_many(pairs)) / len(pairs)
+        cold_many, many = seconds(lambda: grader.grade_many(pairs, workers=args.workers, **AS_EVAL), args.repeats)
+        rate = sum(grader.grade_many(pairs, **AS_EVAL)) / len(pairs)
         label = "true positives" if equal else "false positives"
         print(f"{name:40s} {len(pairs):5d} pairs, {to_sympy(pairs):6.1%} to sympy, {label} {rate:6.2%}; checks/s "
               f"1 worker: {len(pairs) / cold:6.0f} cold, {len(pairs) / one:6.0f} warm ({one:.3f} s); "
@@ -238,7 +244,7 @@ def main():
         lines.append(f"| {name} | {len(pairs)} | {to_sympy(pairs):.1%} | {label}: {rate:.2%} | "
                      f"{cold:.3f} s / {one:.3f} s | {len(pairs) / cold:,.0f} / {len(pairs) / one:,.0f} | "
                      f"{len(pairs) / cold_many:,.0f} / {len(pairs) / many:,.0f} |")
-        unmarked = sum(grader.extract_answer(response) is None for response, _ in pairs)
+        unmarked = sum(grader.extract_answer(response, **AS_EVAL) is None for response, _ in pairs)
         if equal and unmarked:
             notes.append(f" {name}: {unmarked} of the {len(pairs)} responses mark no answer (no \\boxed{{}}, no "
                          "\"the answer is\"), so extract_answer finds none and the pair grades not equal.")
@@ -254,7 +260,8 @@ def main():
         f"| checks/s, {args.workers} workers (cold / warm) |",
         "|---|---|---|---|---|---|---|", *lines, "",
         f"Each set runs on a freshly started pool (started untimed): cold is the first run, with sympy's caches in "
-        f"the workers empty, as for new model outputs; warm is the median of the next {args.repeats}. Default rel_tol "
+        f"the workers empty, as for new model outputs; warm is the median of the next {args.repeats}. Graded as "
+        f"eval.py grades benchmarks ({', '.join(f'{k}={v}' for k, v in AS_EVAL.items())}); rel_tol "
         f"{grader.REL_TOL:g}, timeout {grader.TIMEOUT:g} s. \"to sympy\" is the share of pairs the cheap checks "
         "(normalised strings, plain numbers) leave to the sympy workers; the rest are decided in the calling process. "
         "Target: the 500 MATH500 reference solutions against their answers in under 1 s on one core." + "".join(notes), "",

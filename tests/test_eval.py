@@ -280,3 +280,15 @@ def test_rounded_answers_only_where_the_benchmark_rounds(tmp_path):
                          mode="zeroshot", data_dir=tmp_path)
     assert E.ROUNDED == {"minerva_math", "college_math"}
     assert results["minerva_math"]["accuracy"] == 1.0 and results["math500"]["accuracy"] == 0.0
+
+
+def test_an_unmarked_answer_is_read_for_its_last_number_unless_told_not(tmp_path):
+    (tmp_path / "math500").mkdir()
+    (tmp_path / "math500" / "test.jsonl").write_text(json.dumps({"problem": "How many?", "answer": "12"}) + "\n")
+    unmarked = lambda prompts: ["Therefore, there are 12 such sequences."] * len(prompts)  # noqa: E731
+    read = E.evaluate(unmarked, "math500", mode="zeroshot", data_dir=tmp_path)["math500"]
+    strict = E.evaluate(unmarked, "math500", mode="zeroshot", data_dir=tmp_path, last_number=False)["math500"]
+    assert E.Config.last_number and read["accuracy"] == 1.0 and read["no_answer"] == 0.0  # as the harnesses read it
+    assert strict["accuracy"] == 0.0 and strict["no_answer"] == 1.0  # as rl.py's reward reads it (its default)
+    import rl
+    assert rl.Config.last_number is False

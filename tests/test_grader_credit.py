@@ -61,6 +61,7 @@ EQUAL = {
         ("\\boxed{\\$1,000.99}", "1000.99"), ("\\boxed{14{,}916}", "14916"), ("\\boxed{28 percent}", "28\\%"),
         ("\\boxed{\\\\frac{1}{2}}", "0.5"), ("\\boxed{5 \\text{ cm}^2}", "5"), ("\\boxed{20 EUR}", "20"),
         ("\\boxed{x_{1}=2,\\quadx_{2}=3}", "2, 3"),
+        ("\\boxed{252 \\cdot 6=\\mathbf{1 5 1 2}}", "1512"),  # OlympiadBench's bold answers, digits spaced
     ],
     "loose solution sets": [
         ("\\boxed{(11,7)or(7,11)}", "(7,11), (11,7)"), ("\\boxed{-12;-11;-10}", "\\{-12, -11, -10\\}"),
@@ -124,6 +125,7 @@ NOT_EQUAL = {
         ("\\boxed{14{,}916}", "14"), ("\\boxed{28 percent}", "29\\%"), ("\\boxed{8n^2 + 4n + 1}", "1+4n+8"),
         ("\\boxed{5 \\text{ cm}^2}", "25"), ("\\boxed{12:00}", "1:00"), ("\\boxed{3x}", "3"), ("\\boxed{5x^2}", "5"),
         ("\\boxed{x_{1}=2,\\quadx_{2}=3}", "2, 4"),
+        ("\\boxed{\\mathbf{1 5 1 2}}", "10"), ("\\boxed{\\mathbf{1 5} x}", "15"),
     ],
     "loose solution sets": [
         ("\\boxed{(11,7)or(7,11)}", "(7,11)"), ("\\boxed{-12;-11;-10}", "\\{-12, -11\\}"), ("\\boxed{1; 2; 3}", "1, 2, 4"),
@@ -163,3 +165,111 @@ def test_rounding_only_where_a_benchmark_rounds():
     assert grade_many(pairs, rounded=False) == [False] * 4  # exact answers: equal within rel_tol only
     assert grade_many([("\\boxed{0.46}", "0.46"), ("\\boxed{\\frac{23}{50}}", "0.46")], rounded=False) == [True, True]
     assert grade_many([("\\boxed{0.5}", "0.46")], rounded=True) == [False]  # coarser than the gold is not rounding
+
+
+# Found with Math-Verify's cases in bench/grader.py, one category each: an answer marked after the boxes, several
+# boxes parted by words, matrices in arithmetic, |z| bounds, sums. Graded as grade() grades by default.
+MORE_EQUAL = {
+    "the last marked answer": [
+        ("$\\boxed{200}$ so far. Final Answer: The final answer is $10,455$. I hope it is correct.", "10455"),
+        ("Step: \\boxed{3}. Then more work. The answer is 7.", "7"),
+        ("\\boxed{1} first. So the final answer is: $x = 2$.", "2"),
+        ("The answer is \\boxed{5}.", "5"), ("The answer is $\\boxed{12}$ and nothing else.", "12"),
+        ("#### 4\nOn reflection the answer is 6.", "6"),
+        ("\\boxed{2} ... The final answer is \"$12 $ and $13 $\".", "12, 13"),
+        ("\\boxed{9}. The answer is: see above.", "9"),  # the marker gives no answer: the box stands
+        ("Final Answer: The final answer is $14 {, }916$. I hope it is correct.", "14916"),
+        ("\\boxed{1} papers and \\boxed{2} bins", "1, 2"),
+        ("$\\boxed{(3, 3)} \\text{ for part (a) and } \\boxed{(1, 1)}$", "(3, 3), (1, 1)"),
+        ("\\(y_1 = \\boxed{-2(x - 1)^2 + 5} \\) and \\( y_2 = \\boxed{3(x + 2)^2 - 2} \\)",
+         "y_{1}=-2 x^{2}+4 x+3, y_{2}=3 x^{2}+12 x+10"),
+        ("\\boxed{4} apples and \\boxed{5} pears", "4, 5"),
+    ],
+    "matrices, bounds and sums": [
+        ("The sum is $\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix} + \\begin{pmatrix}5 & 6 \\\\ 7 & 8\\end{pmatrix}$",
+         "\\begin{pmatrix}6 & 8 \\\\ 10 & 12\\end{pmatrix}"),
+        ("$\\begin{pmatrix}1 & 1 \\\\ 0 & 1\\end{pmatrix} \\begin{pmatrix}1 & 2 \\\\ 0 & 1\\end{pmatrix}$",
+         "\\begin{pmatrix}1 & 3 \\\\ 0 & 1\\end{pmatrix}"),
+        ("\\boxed{2\\begin{pmatrix}1 & 2\\end{pmatrix}}", "(2, 4)"),
+        ("\\boxed{\\begin{pmatrix}1 \\\\ 2\\end{pmatrix} - \\begin{pmatrix}3 \\\\ 5\\end{pmatrix}}", "(-2, -3)"),
+        ("\\boxed{\\begin{pmatrix}\\frac{1}{3x^{2/3}}&0\\\\0&1\\end{pmatrix}}",
+         "\\begin{pmatrix}\\frac{1}{3\\sqrt[3]{x}^2}&0\\\\0&1\\\\\\end{pmatrix}"),  # a row break before \end
+        ("\\boxed{z \\in [-\\frac{3}{2}, -1] \\cup [1, \\frac{3}{2}]}", "1\\leq|z|\\leq \\frac{3}{2}"),
+        ("\\boxed{[1, \\frac{3}{2}]}", "1\\leq|z|\\leq \\frac{3}{2}"),  # the bounds of |z| itself
+        ("\\boxed{(-3, 3)}", "|x| < 3"), ("\\boxed{(-\\infty, -2] \\cup [2, \\infty)}", "|x| \\ge 2"),
+        ("\\boxed{(-1, 0) \\cup (0, 1)}", "0 < |x| < 1"),
+        ("\\boxed{F_n = \\sum_{k=0}^{n-1} F_{n-k-1} F_k}", "F_n = \\sum_{k=0}^{n-1} F_k F_{n-k-1}"),
+        ("\\boxed{\\sum_{i=1}^{n} 2 a_i}", "\\sum_{i=1}^{n} a_i \\cdot 2"),
+        ("\\boxed{1 = \\zzz = x = 0}", "0"), ("\\boxed{0}", "1 = \\zzz = x = 0"),
+        ("\\boxed{\\sum_{k=1}^{10} k}", "55"), ("\\boxed{\\sum_{i=1}^{4} i^2}", "30"),
+    ],
+}
+MORE_NOT_EQUAL = {
+    "the last marked answer": [
+        ("\\boxed{10455}. Final Answer: The final answer is $10,200$.", "10455"),  # the later answer counts
+        ("The answer is 7. Checking again: \\boxed{8}.", "7"),
+        ("\\boxed{1} \\text{ or } \\boxed{2}", "1, 2"),  # "or": one answer twice, the last one read
+        ("\\boxed{1} no no no no no \\boxed{2}", "1, 2"),
+        ("\\boxed{1} papers and \\boxed{2} bins", "2"),  # part of the answer is not all of it
+        ("\\boxed{(3, 3)} \\text{ for part (a) and } \\boxed{(1, 1)}", "(1, 1)"),
+        ("\\boxed{4} apples and \\boxed{5} pears", "5"), ("\\boxed{4} apples and \\boxed{5} pears", "4"),
+        ("#### 4\nOn reflection the answer is 6.", "4"), ("\\boxed{2} ... The final answer is \"$12 $\".", "2"),
+    ],
+    "matrices, bounds and sums": [
+        ("$\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix} + \\begin{pmatrix}5 & 6 \\\\ 7 & 8\\end{pmatrix}$",
+         "\\begin{pmatrix}6 & 8 \\\\ 10 & 13\\end{pmatrix}"),
+        ("$\\begin{pmatrix}1 & 2 \\\\ 0 & 1\\end{pmatrix} \\begin{pmatrix}1 & 1 \\\\ 0 & 1\\end{pmatrix}$",
+         "\\begin{pmatrix}1 & 2 \\\\ 0 & 1\\end{pmatrix}"),
+        ("\\boxed{\\begin{pmatrix}1 & 2\\end{pmatrix} \\begin{pmatrix}1 & 2\\end{pmatrix}}", "5"),  # no such product
+        ("\\boxed{[1, \\frac{3}{2}]}", "1\\leq|z|\\leq 2"),
+        ("\\boxed{[-\\frac{3}{2}, -1]}", "1\\leq|z|\\leq \\frac{3}{2}"),
+        ("\\boxed{(0, 3)}", "|x| < 3"), ("\\boxed{(-\\infty, -2) \\cup (2, \\infty)}", "|x| \\ge 2"),
+        ("\\boxed{(-1, 1)}", "0 < |x| < 1"),
+        ("\\boxed{F_n = \\sum_{k=0}^{n} F_k F_{n-k-1}}", "F_n = \\sum_{k=0}^{n-1} F_k F_{n-k-1}"),
+        ("\\boxed{\\sum_{i=1}^{n} 3 a_i}", "\\sum_{i=1}^{n} 2 a_i"), ("\\boxed{1}", "1 = \\zzz = x = 0"),
+        ("\\boxed{\\sum_{k=1}^{10} k}", "56"),
+        ("\\boxed{\\sum_{k=1}^{n} k}", "\\frac{n(n+1)}{2}"),  # a sum to n is compared as written: a miss, never a guess
+    ],
+}
+
+# Unmarked prose, read for its last number as eval.py reads it (last_number=True); rl.py's reward does not.
+LAST_NUMBER_EQUAL = [
+    ("the number is not 10 which is 1,000.99€", "1000.99"), ("so the number is 10 which is 1,000.99m²", "1000.99"),
+    ("Soucis : 2,74 $ a..", "2.74"),
+    ("Therefore, the probability that Alice wins the game is 2/3. <|im_start|>user", "2/3"),
+    ("So $d = \\frac{90}{n}$ for each divisor. Therefore, there are 12 such sequences. I hope it is correct.", "12"),
+    ("We get $\\frac{\\Delta x'}{\\Delta x} \\geq 2$. Therefore the error increases by 100%.", "100\\%"),
+    ("So Kim has 20 cards now.", "20"), ("He has $10 and spends $3, so he has $7 left.", "7"),
+    ("We worked on it at length, over many lines,\nbut found nothing: 5", "5"),
+]
+LAST_NUMBER_NOT_EQUAL = [
+    ("Answer $ \n 9 \n $", "9"), ("Answer \\( \n 9 \n \\)", "9"),  # math left open across lines: not read
+    ("the number is not 10 which is 1,000.99€", "10"), ("So Kim has 20 cards now, 3 more than Ann.", "20"),
+    ("Therefore, the probability is 2/3 and not 3/4.", "2/3"), ("We try $x = 4$ and then 5 more times.", "4"),
+    ("So $x = 4$ and 3 is left over.", "4"), ("I do not know.", "5"),
+]
+
+
+def test_more_categories_have_cases_each_way():
+    assert MORE_EQUAL.keys() == MORE_NOT_EQUAL.keys()
+    assert all(len(MORE_EQUAL[k]) >= 10 and len(MORE_NOT_EQUAL[k]) >= 10 for k in MORE_EQUAL)
+
+
+@pytest.mark.parametrize("response, gold", _cases(MORE_EQUAL))
+def test_credits_more(response, gold):
+    assert grade_many([(response, gold)]) == [True], (extract_answer(response), extract_answer(gold, prose=False))
+
+
+@pytest.mark.parametrize("response, gold", _cases(MORE_NOT_EQUAL))
+def test_does_not_credit_more(response, gold):
+    assert grade_many([(response, gold)]) == [False], (extract_answer(response), extract_answer(gold, prose=False))
+
+
+def test_last_number_only_where_asked():
+    assert grade_many(LAST_NUMBER_EQUAL, last_number=True) == [True] * len(LAST_NUMBER_EQUAL)
+    assert grade_many(LAST_NUMBER_NOT_EQUAL, last_number=True) == [False] * len(LAST_NUMBER_NOT_EQUAL)
+    # by default (and in rl.py's reward) an unmarked number is no answer; a last math-mode expression still is
+    assert grade_many(LAST_NUMBER_EQUAL) == [False] * len(LAST_NUMBER_EQUAL)
+    assert grade_many([("So $x = 4$.", "4")]) == grade_many([("So $x = 4$.", "4")], last_number=True) == [True]
+    assert extract_answer("So Kim has 20 cards now.") is None
+    assert extract_answer("So Kim has 20 cards now.", last_number=True) == "20"

@@ -23,14 +23,17 @@ MATH_DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 # may not (a lone $ in prose must not swallow the rest of the text); \$ inside is a dollar sign, not an end
 MATH_SPAN = re.compile(r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|(?<!\\)\$((?:[^$\n]|\\\$)+?)(?<!\\)\$"
                        r"|\\\(([^\n]+?)\\\)|\\\[(.+?)\\\]", re.S)
-# what may stand between \boxed{}es that are one answer: space, commas, semicolons, $ \( \), "and", \quad (not "or":
-# \boxed{15\frac{39}{40}} or \boxed{\frac{639}{40}} gives one answer twice)
-BOX_GAP = re.compile(r"(?:[\s,;$]|\\[()\[\]]|\\q?quad|\band\b|\b[a-zA-Z]{1,12}\s+(?=and\b)"  # papers and
-                     r"|\\text\{(?![^{}]*\bor\b)[^{}]{0,40}\}"  # \text{ for part (a) and }, not \text{ or }
-                     r"|(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?\s*=)*")  # a label: y_2 = \boxed{...}
+# what may stand between \boxed{}es that are one answer: space, $ \( \) \quad, then at most one joint (a comma, a
+# semicolon, "and", "papers and", \text{ and }, \text{ for part (a) and }) and maybe a label after it (y_2 =). Not
+# "or" (\boxed{15\frac{39}{40}} or \boxed{\frac{639}{40}} gives one answer twice), nor other words or \text{}
+GAP_SPACE = r"(?:[\s$]|\\[()\[\]]|\\q?quad)*"
+GAP_JOINT = r"(?:[,;]|\band|\b[a-zA-Z]{1,12}\s+and|\\text\{\s*(?:for\s+part\s+\(?\w\)?\s+)?and\s*\})"
+GAP_LABEL = r"(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?\s*="
+BOX_GAP = re.compile(rf"{GAP_SPACE}(?:{GAP_JOINT}{GAP_SPACE}(?:{GAP_LABEL}{GAP_SPACE})?)?")
 # a number in prose (the 34 of "the largest n is 34"; last_number: the last number of unmarked prose)
-# (1,000.99, 2,74 with a decimal comma, 2/3, 100%), not a digit inside a word like x2; a unit may follow (5cm)
-PROSE_NUMBER = re.compile(r"(?<![\w.,/])[-+]?\d+(?:,\d{3})*(?:[.,]\d+)?(?:/\d+)?%?(?![\d.,/]?\d)")
+# (1,000.99, 2,74 with a decimal comma, 2/3, 100%); a unit may follow (5cm); not a digit inside a word (x2, 1e5)
+# nor a power's base or exponent (2^{10})
+PROSE_NUMBER = re.compile(r"(?<![\w.,/^{])[-+]?\d+(?:,\d{3})*(?:[.,]\d+)?(?:/\d+)?%?(?![\d.,/]?\d)(?![a-zA-Z]*\d|\^)")
 # a math delimiter no span closed ($ then no amount, \( or \[): the text after it is not prose to read numbers in
 OPEN_MATH = re.compile(r"(?<!\\)\$(?![\d$])|\\[(\[]")
 BOXES = 20                # the most \boxed{} answers read backwards from the last one
@@ -45,8 +48,8 @@ def extract_answer(text, prose=True, last_number=False):
 
 def candidates(text, prose=True, last_number=False):
     """The final answer in text, the last one marked: the last \\boxed{} (or \\fbox{}), with the boxes just
-    before it that only separators, "and", a short \\text{} or a label part from it (\\boxed{1}, \\boxed{2}: one
-    answer, "1, 2"; so is "\\boxed{1} papers and \\boxed{2} bins"); or what follows the last 'the answer is' or
+    before it that only a BOX_GAP parts from it (\\boxed{1}, \\boxed{2}: one answer, "1, 2"; so is "\\boxed{1}
+    papers and \\boxed{2} bins"); or what follows the last 'the answer is' or
     'final answer:' when that comes after the last box and the last '####' (in a sentence, its last math-mode
     expression or number); else the rest of the line after '####' (GSM8K); else, in prose (unless prose=False: a gold in prose is its own answer), the last math-mode
     expression or, with last_number, the last number outside math, whichever comes last; else all of text
@@ -59,8 +62,9 @@ def candidates(text, prose=True, last_number=False):
     for marker in ANSWER_IS.finditer(text):
         pass
     if marker and marker.start() > max(box, hashes):  # "\\boxed{200} ... The final answer is $10,455$": the later
-        found = _after_marker(text, marker)  # (unless it is words with no answer in them: "see above")
-        if found[1] or found[0] and not _is_prose(found[0]) or box < 0 and hashes < 0:
+        found = _after_marker(text, marker)
+        bare = found[1] is None and found[0] is not None and not _is_prose(found[0])
+        if bare or (box < 0 and hashes < 0):  # after a box, only a bare answer ("The answer is 12 because...": the box)
             return found
     if box >= 0:
         return _boxes(text, box), None
@@ -105,7 +109,7 @@ def _last_in(text, numbers):
         outside = MATH_SPAN.sub(lambda m: " " * len(m[0]), text)
         outside = OPEN_MATH.split(outside, maxsplit=1)[0]  # "Answer $ \n 9 \n $": broken math, not prose
         last += [(m.start(), m[0]) for m in PROSE_NUMBER.finditer(outside)]
-    return max(last)[1].strip() or None if last else None
+    return (max(last)[1].strip() or None) if last else None
 
 
 def _last_box(text, end):
@@ -153,8 +157,8 @@ def _boxed(text, start):
 
 
 def strip_math(s):
-    """s without surrounding space, a final period, quotes, or $...$, \\(...\\), \\[...\\] around it."""
-    s = re.sub(r'^(?:\\?")+|(?:\\?")+$', "", s.strip().rstrip(".").strip()).strip()  # "12 and 13", \"12\"
+    """s without surrounding space, a final period, or $...$, \\(...\\), \\[...\\] around it."""
+    s = s.strip().rstrip(".").strip()
     for open_, close in MATH_DELIMITERS:
         if s.startswith(open_) and s.endswith(close) and len(s) >= len(open_) + len(close):
             return s[len(open_):len(s) - len(close)].strip().rstrip(".").strip()
@@ -184,6 +188,8 @@ def normalize(s):
     wrappers or thousands separators; \\dfrac, \\frac12 and .5 written \\frac{1}{2} and 0.5."""
     for a, b in UNICODE.items():
         s = s.replace(a, b)
+    quoted = re.fullmatch(r'\s*(\\?")(.*)\1\s*', s, re.S)  # "12 and 13", \"12\": quotes around all of it
+    s = quoted[2] if quoted else s
     # \\left, \\frac: a doubled backslash (JSON escaped twice); \\ 3 and the \\ of \\\end stay row breaks
     s = re.sub(r"(?<!\\)\\\\(?=[a-zA-Z])", r"\\", s)
     s = re.sub(r"\s*\{\s*,\s*\}\s*", ",", s)  # 14{,}916, 14 {, }916: a thousands separator in braces
@@ -221,10 +227,7 @@ def normalize(s):
     if len(parts) > 1 and all(parts):
         s = ", ".join(f"({p})" if "," in p and p[0] not in "([" else p for p in parts)
     s = s.replace(";", ",")  # (0;-2;6): inside brackets, a semicolon parts coordinates
-    sides = _split_top(s, "=")  # a chain, x = 5 + 5 + 1 = 11, states its last side (as latex.meaning reads it)
-    if len(sides) > 2 and all(sides) and not re.search(r"[<>!]$", "".join(x[-1:] for x in sides[:-1])) \
-            and "," not in s:
-        s = sides[-1].strip()
+    s = _last_side(s)
     if re.fullmatch(r"\{[^{}]*\}", s):  # {35 cm, 4}: braces group in LaTeX ({1, 3} is 1, 3; a set is \{1, 3\})
         s = s[1:-1].strip()
     s = _unlabel(s)
@@ -283,6 +286,15 @@ def _unlabel(s):
     variables = re.search(r"(?<![a-zA-Z\\])[a-z](?![a-zA-Z])", re.sub(r"\\[a-zA-Z]+", " ", rest))
     relation = re.search(r"\\in\b|\\[lg]eq?\b|[<>]", rest)
     return s if variables and not relation else rest
+
+
+def _last_side(s):
+    """A chain, x = 5 + 5 + 1 = 11, states its last side (as latex.meaning reads it): s's text after its last =,
+    when s has two or more and no relation (<=, >=, !=, =<) or list (a comma) beside them; else s."""
+    sides = _split_top(s, "=")
+    if len(sides) < 3 or not all(sides) or "," in s or re.search(r"[<>!]=|=[<>]", s):
+        return s
+    return sides[-1].strip()
 
 
 def _decimal_point(key):

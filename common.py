@@ -12,6 +12,7 @@ A run folder, out_dir, holds
                          is whole and the newest is where a re-run resumes
     hf/                  at the end: a Hugging Face model folder for eval.py, rl.py, transformers and vLLM
 """
+import datetime
 import json
 import os
 import random
@@ -85,8 +86,10 @@ def local_or_hub(name, what, hint, **kwargs):
 # distributed: one code path for 1 process and N (torchrun sets RANK, WORLD_SIZE, LOCAL_RANK)
 
 
-def setup_distributed():
-    """(rank, world_size, device) from torchrun's environment; without it one process, nothing initialised."""
+def setup_distributed(timeout_min=120):
+    """(rank, world_size, device) from torchrun's environment; without it one process, nothing initialised.
+    timeout_min: how long a rank may wait for the others in one collective before the run fails (NCCL's default
+    is 10 minutes; a checkpoint or an eval's slowest rank can take longer)."""
     cuda = torch.cuda.is_available()
     if "RANK" not in os.environ:
         return 0, 1, torch.device("cuda" if cuda else "cpu")
@@ -94,7 +97,7 @@ def setup_distributed():
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if cuda else "gloo")
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(minutes=timeout_min))
     return rank, world_size, device
 
 
@@ -324,11 +327,12 @@ def seed_everything(seed):
 
 
 def start_run(cfg, check=None):
-    """Start a run of cfg (a Config with out_dir, seed, max_steps, ckpt_every, keep_checkpoints, export_dtype):
-    set up the ranks, seed every RNG, call check(cfg, world_size) (it raises on a config that cannot run, before
-    anything is written), print the resolved config and save it as out_dir/config.json, and find the checkpoint
-    to resume from. A run whose last checkpoint and hf/ are there is done: it says so and does nothing more."""
-    rank, world_size, device = setup_distributed()
+    """Start a run of cfg (a Config with out_dir, seed, max_steps, ckpt_every, keep_checkpoints, export_dtype and
+    dist_timeout_min): set up the ranks, seed every RNG, call check(cfg, world_size) (it raises on a config that
+    cannot run, before anything is written), print the resolved config and save it as out_dir/config.json, and
+    find the checkpoint to resume from. A run whose last checkpoint and hf/ are there is done: it says so and
+    does nothing more."""
+    rank, world_size, device = setup_distributed(cfg.dist_timeout_min)
     seed_everything(cfg.seed)
     if check:
         check(cfg, world_size)

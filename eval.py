@@ -7,6 +7,7 @@ rl.py trains with TEMPLATES and render() from here, so a model is evaluated exac
     python eval.py --model=out/rl_math --mode=zeroshot --template=conversation --benchmarks=aime24,amc23 \\
         --n_samples=16 --temperature=0.6                 # avg@16 and pass@16
     python eval.py                                       # the newest run under out/, all eight benchmarks
+    torchrun --nproc_per_node=8 eval.py --model=...      # each GPU generates an eighth of the prompts
 
 The test sets ship in data/benchmarks/<name>/test.jsonl (sources and licences in its README), the few-shot
 exemplars in data/fewshot.json; --data_dir reads another folder of the benchmarks' layout. Results go to
@@ -22,10 +23,11 @@ import time
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
-from common import is_hub_id, write_atomic
-from configurator import config_json, configure
+from common import is_hub_id, launch, setup_distributed, write_atomic
+from configurator import config_json
 from grader import extract_answer, grade_many
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -68,11 +70,12 @@ class Config:
     temperature: float = 0.0           # 0: greedy
     top_p: float = 1.0
     max_new_tokens: int = 1024
-    batch_size: int = 64
+    batch_size: int = 64               # per rank: under torchrun each rank generates its share of the prompts
     # grading
     last_number: bool = True           # a completion that marks no answer: its last number, as the harnesses read it
     compile: bool = False              # torch.compile the decode step: pays off on long runs, on a GPU above all
     seed: int = 0
+    dist_timeout_min: float = 120      # under torchrun: how long a rank waits for the others (the slowest share)
     # output
     out_dir: str = ""                  # "": <run>/eval, or out/eval/<hub id>
 
@@ -191,8 +194,10 @@ def evaluate(generate, benchmarks, mode="fewshot", n_samples=1, limit=None, data
     times in a row) on benchmarks (a list, or names joined by commas). Per benchmark: accuracy (the mean over
     all samples: avg@k), pass@k (the share of problems with a correct sample), n (problems), no_answer (the
     share of completions without a final answer), seconds, and mean_response_tokens when generate records
-    generate.new_tokens (as model_generate does), and the max_new_tokens it used. With out_dir, writes
-    <benchmark>_samples.jsonl there."""
+    generate.new_tokens (as model_generate does), and the max_new_tokens it used. last_number: an unmarked
+    completion's last number is its answer (grader.grade_many). With out_dir, writes <benchmark>_samples.jsonl
+    there. Under torchrun every rank calls it (generate splits the prompts: see model_generate) and rank 0
+    grades and writes; the other ranks return {}."""
     results = {}
     for name in benchmarks.split(",") if isinstance(benchmarks, str) else benchmarks:
         examples = load_benchmark(name, data_dir)[:limit or None]
@@ -204,6 +209,8 @@ def evaluate(generate, benchmarks, mode="fewshot", n_samples=1, limit=None, data
         if len(completions) != len(prompts) or not all(isinstance(c, str) for c in completions):
             raise ValueError(f"{name}: generate returned {len(completions)} completions for {len(prompts)} prompts; "
                              "it must return one str per prompt, in order")
+        if dist.is_initialized() and dist.get_rank() > 0:
+            continue  # rank 0 has every completion too, and grades them
         completions = [cut_at_stop(c, stop_strings(mode, template)) for c in completions]  # in case generate didn't
         correct = grade_many(list(zip(completions, golds)), rounded=name in ROUNDED, last_number=last_number)
         extracted = [extract_answer(c, last_number=last_number) for c in completions]
@@ -226,12 +233,15 @@ def evaluate(generate, benchmarks, mode="fewshot", n_samples=1, limit=None, data
 
 
 def model_generate(model, tokenizer, max_new_tokens, batch_size=64, stop=(), temperature=0.0, top_p=1.0, seed=0,
-                   compile=False):
+                   compile=False, rank=0, world_size=1):
     """Our model as generate(prompts) -> completions: each prompt after BOS, longest first in batches of
     batch_size (similar lengths share a batch, and running out of memory shows in the first one), ending at
     EOS, end-of-turn or a stop string, which the completion leaves out. Prompt i samples from (seed, i)
-    whatever its batch. After a call, generate.new_tokens holds the tokens each completion generated, and
-    generate.max_new_tokens the limit used (capped where the longest prompt leaves less of the context)."""
+    whatever its batch. With world_size > 1 (every rank calls it with the same prompts), rank r generates the
+    r-th, (r + world_size)-th, ... longest prompts and every rank gets all completions back: the same as one
+    process, in 1 / world_size of the time. After a call, generate.new_tokens holds the tokens each completion
+    generated, and generate.max_new_tokens the limit used (capped where the longest prompt leaves less of the
+    context)."""
     stop, stop_ids = list(stop), (tokenizer.eos_id, tokenizer.eot_id)
 
     def generate(prompts):
@@ -239,8 +249,10 @@ def model_generate(model, tokenizer, max_new_tokens, batch_size=64, stop=(), tem
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
         max_new = generate.max_new_tokens = fit_context(max_new_tokens, max(map(len, encoded), default=0),
                                                         model.config.max_seq_len)
+        order = order[rank::world_size]  # longest first, dealt round: each rank a like share of the work
         completions, generate.new_tokens = [None] * len(prompts), [0] * len(prompts)
-        bar = tqdm(total=len(prompts), unit="prompt", desc="generate", leave=False, disable=len(prompts) <= batch_size)
+        bar = tqdm(total=len(order), unit="prompt", desc="generate", leave=False,
+                   disable=len(order) <= batch_size or rank > 0)
         t0 = time.perf_counter()
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
@@ -255,6 +267,13 @@ def model_generate(model, tokenizer, max_new_tokens, batch_size=64, stop=(), tem
             bar.update(len(rows))
             bar.set_postfix(tok_s=f"{sum(generate.new_tokens) / (time.perf_counter() - t0):,.0f}")
         bar.close()
+        if world_size > 1:  # each rank's rows to every rank; the rows a rank did not generate are None there
+            shares = [None] * world_size
+            dist.all_gather_object(shares, (order, [completions[i] for i in order],
+                                            [generate.new_tokens[i] for i in order]))
+            for rows, texts, counts in shares:
+                for i, text, count in zip(rows, texts, counts):
+                    completions[i], generate.new_tokens[i] = text, count
         return completions
 
     generate.new_tokens, generate.max_new_tokens = [], max_new_tokens
@@ -331,23 +350,29 @@ def main(cfg):
                          "set --temperature too (e.g. 0.6)")
     folder, default_out = find_model(cfg.model)
     out_dir = cfg.out_dir or default_out
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    rank, world_size, device = setup_distributed(cfg.dist_timeout_min)  # under torchrun: the prompts split
+    device = cfg.device or str(device)
     dtype = getattr(torch, cfg.dtype or ("bfloat16" if device.startswith("cuda") else "float32"))
     torch.manual_seed(cfg.seed)
-    print(config_json(cfg))
-    os.makedirs(out_dir, exist_ok=True)
-    write_atomic(os.path.join(out_dir, "config.json"), config_json(cfg) + "\n")
+    if rank == 0:
+        print(config_json(cfg))
+        os.makedirs(out_dir, exist_ok=True)
+        write_atomic(os.path.join(out_dir, "config.json"), config_json(cfg) + "\n")
 
     model = Llama.from_pretrained(folder, dtype=dtype, device=device).eval()
     tokenizer = Tokenizer.from_pretrained(folder)
     generate = model_generate(model, tokenizer, cfg.max_new_tokens, cfg.batch_size,
-                              stop_strings(cfg.mode, cfg.template), cfg.temperature, cfg.top_p, cfg.seed, cfg.compile)
+                              stop_strings(cfg.mode, cfg.template), cfg.temperature, cfg.top_p, cfg.seed, cfg.compile,
+                              rank, world_size)
     results = {}
     for name in names:
         results |= evaluate(generate, [name], cfg.mode, cfg.n_samples, cfg.limit or None, cfg.data_dir or None,
                             cfg.template, out_dir, cfg.last_number)
-        r = results[name]
-        print(f"{name}: {r['accuracy']:.1%} of {r['n']} ({r['seconds']:.0f} s)", flush=True)
+        if rank == 0:
+            r = results[name]
+            print(f"{name}: {r['accuracy']:.1%} of {r['n']} ({r['seconds']:.0f} s)", flush=True)
+    if rank > 0:
+        return results
 
     k = cfg.n_samples
     print(f"\n{folder}, {cfg.mode}{'' if cfg.mode == 'fewshot' else ' (' + cfg.template + ')'}, "
@@ -365,4 +390,4 @@ def main(cfg):
 
 
 if __name__ == "__main__":
-    main(configure(Config()))
+    launch(main, Config())

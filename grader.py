@@ -286,7 +286,7 @@ def grade(response, gold, rel_tol=REL_TOL, timeout=TIMEOUT, rounded=True, last_n
     """Whether the final answer in response equals the reference answer in gold. Returns within
     about timeout seconds whatever the input; the first call, or one just after a worker was killed,
     also waits the ~0.5 s a worker takes to start."""
-    return grade_many([(response, gold)], rel_tol, timeout, 1, rounded, last_number)[0]
+    return grade_many([(response, gold)], rel_tol, timeout, workers=1, rounded=rounded, last_number=last_number)[0]
 
 
 def reward(response, gold, rel_tol=REL_TOL, timeout=TIMEOUT):

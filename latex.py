@@ -290,7 +290,9 @@ class Parser:
             b, term = _expr(self.atom()), _expr(self.term())
         finally:
             self.indices.pop()
-        if (b - a).is_Integer and 0 <= b - a < 1000:  # \sum_{k=1}^{10} k: a number, the terms added up
+        # \sum_{k=1}^{10} k: a number, the terms added up; not a_k (a name subs cannot reach) or 10^{10^k} (huge)
+        if (b - a).is_Integer and 0 <= b - a < 1000 and term.free_symbols <= {k} and \
+                not any(p.exp.has(k) for p in term.atoms(sympy.Pow)):
             return sympy.Add(*[term.subs(k, a + j) for j in range(int(b - a) + 1)])
         return sympy.Sum(term, (k, a, b))
 
@@ -339,8 +341,8 @@ class Parser:
         if self.next() != ("end", env) or len({len(row) for row in rows}) != 1:
             raise ParseError("bad matrix")
         if len(rows[0]) == 1 or len(rows) == 1:  # a vector is the tuple of its entries
-            return ("tuple", [x for row in rows for x in row])
-        return ("tuple", [("tuple", row) for row in rows])
+            return ("tuple", [x for row in rows for x in row], "matrix")
+        return ("tuple", [("tuple", row) for row in rows], "matrix")
 
 
 def _expr(value):
@@ -350,25 +352,38 @@ def _expr(value):
     return value
 
 
-def _add(a, b, sign=1):
-    """a + sign * b; matrices and vectors (tuples) of one shape add entry by entry."""
+def _is_matrix(value):
+    """Whether value came from a matrix environment (matrix() marks its tuple): only matrices do arithmetic,
+    (0, 1) + (2, 3) may be intervals."""
+    return isinstance(value, tuple) and value[-1] == "matrix"
+
+
+def _entrywise(a, b, f):
+    """f on the entries of a and b, nested tuples of one shape."""
     if tag(a) == tag(b) == "tuple" and len(a[1]) == len(b[1]):
-        return ("tuple", [_add(x, y, sign) for x, y in zip(a[1], b[1])])
+        return ("tuple", [_entrywise(x, y, f) for x, y in zip(a[1], b[1])])
+    return f(_expr(a), _expr(b))
+
+
+def _add(a, b, sign=1):
+    """a + sign * b; two matrices of one shape add entry by entry."""
+    if _is_matrix(a) and _is_matrix(b):
+        return (*_entrywise(a, b, lambda x, y: x + sign * y), "matrix")
     return _expr(a) + sign * _expr(b)
 
 
 def _times(a, b):
-    """a * b; a number times a matrix or vector, and the product of two matrices (tuples of rows)."""
-    if tag(a) != "tuple" and tag(b) != "tuple":
-        return _expr(a) * _expr(b)
-    if tag(a) != "tuple" or tag(b) != "tuple":
-        scalar, matrix = (a, b) if tag(b) == "tuple" else (b, a)
-        return ("tuple", [_times(scalar, x) for x in matrix[1]])
-    rows_a, rows_b = _rows(a), _rows(b)
-    if rows_a is None or rows_b is None or len(rows_a[0]) != len(rows_b):
-        raise ParseError("a product of tuples that are not matrices of matching shapes")
-    product = sympy.Matrix(rows_a) * sympy.Matrix(rows_b)
-    return ("tuple", [("tuple", list(product.row(i))) for i in range(product.rows)])
+    """a * b; a number times a matrix, and the product of two matrices of matching shapes."""
+    if _is_matrix(a) and _is_matrix(b):
+        rows_a, rows_b = _rows(a), _rows(b)
+        if rows_a is None or rows_b is None or len(rows_a[0]) != len(rows_b):
+            raise ParseError("a product of matrices whose shapes do not match")
+        product = sympy.Matrix(rows_a) * sympy.Matrix(rows_b)
+        return ("tuple", [("tuple", list(product.row(i))) for i in range(product.rows)], "matrix")
+    if _is_matrix(a) or _is_matrix(b):
+        scalar, matrix = (a, b) if _is_matrix(b) else (b, a)
+        return (*_entrywise(matrix, matrix, lambda x, _: _expr(scalar) * x), "matrix")
+    return _expr(a) * _expr(b)
 
 
 def _rows(value):
@@ -513,7 +528,7 @@ def _absolute(tree, value):
             isinstance(part, sympy.Abs) and isinstance(part.args[0], sympy.Symbol) for part in tree[2]):
         return None
     _, lo, hi, lo_open, hi_open = value
-    if hi < 0 or hi == 0 and hi_open:
+    if not (lo.is_extended_real and hi.is_extended_real) or hi < 0 or hi == 0 and hi_open:
         return None
     if lo < 0 or lo == 0 and not lo_open:  # |z| <= 3 (from 0): one interval round 0
         return ("interval", -hi, hi, hi_open, hi_open)

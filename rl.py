@@ -88,6 +88,7 @@ class Config:
     keep_checkpoints: int = 2
     export_dtype: str = "bfloat16"
     log_samples: int = 4               # full samples per step written to samples.jsonl
+    dist_timeout_min: float = 120      # how long a rank waits for the others in one collective before failing
     seed: int = 0
 
 # -----------------------------------------------------------------------------
@@ -288,19 +289,18 @@ def main(cfg):
     amp = autocast(device, world_size)
 
     def held_out_eval():
-        """Greedy accuracy on the held-out benchmarks, on rank 0 (the others wait)."""
-        results = {}
+        """Greedy accuracy on the held-out benchmarks: every rank generates its share of the prompts with its
+        rollout copy, rank 0 grades them all (the others get {})."""
+        generate = evaluation.model_generate(policy, tokenizer, max_new_tokens=length_at(step, cfg.max_response_len),
+                                             batch_size=cfg.gen_batch, stop=evaluation.TEMPLATES[cfg.template]["stop"],
+                                             compile=cfg.compile, rank=rank, world_size=world_size)
+        scores = evaluation.evaluate(generate, cfg.eval_benchmarks.split(","), mode="zeroshot", template=cfg.template,
+                                     limit=cfg.eval_limit or None, data_dir=cfg.eval_data,
+                                     last_number=cfg.last_number)  # graded as the reward is
+        results = {f"eval/{name}": s["accuracy"] for name, s in scores.items()}
+        results |= {f"eval/{name}_response_len": s["mean_response_tokens"] for name, s in scores.items()}
         if rank == 0:
-            generate = evaluation.model_generate(policy, tokenizer, max_new_tokens=length_at(step, cfg.max_response_len),
-                                                 batch_size=cfg.gen_batch, stop=evaluation.TEMPLATES[cfg.template]["stop"],
-                                                 compile=cfg.compile)
-            scores = evaluation.evaluate(generate, cfg.eval_benchmarks.split(","), mode="zeroshot", template=cfg.template,
-                                         limit=cfg.eval_limit or None, data_dir=cfg.eval_data,
-                                         last_number=cfg.last_number)  # graded as the reward is
-            results = {f"eval/{name}": s["accuracy"] for name, s in scores.items()}
-            results |= {f"eval/{name}_response_len": s["mean_response_tokens"] for name, s in scores.items()}
             tqdm.write(f"step {step}: held-out greedy accuracy {results}")
-        barrier()
         return results
 
     bar = run.progress(step)

@@ -67,6 +67,7 @@ class Config:
     max_bad_steps: int = 3             # non-finite steps in a row before the run stops
     eval_every: int = 0                # steps between validation losses on val_mixture (and at the last step)
     val_batches: int = 1               # global batches of val_mixture in each validation
+    dist_timeout_min: float = 120      # how long a rank waits for the others in one collective before failing
     seed: int = 0
 
 

@@ -1,4 +1,5 @@
-"""Shared test fixtures: the repo root on sys.path and the ../shared data folder."""
+"""Shared test fixtures: the repo root on sys.path, the ../shared data folder, a free port for torchrun."""
+import socket
 import sys
 from pathlib import Path
 
@@ -16,3 +17,10 @@ def shared_data():
     if not path.is_dir():
         pytest.skip(f"{path} not found: these tests read ../shared/data beside the checkout")
     return path
+
+
+def free_port():
+    """A free TCP port on the loopback, for a torchrun rendezvous."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import free_port
 
 import eval as E
+from configurator import configure
 from grader import extract_answer, grade_many
 from model import Llama, ModelConfig
 from tokenizer import Tokenizer
@@ -261,10 +263,10 @@ def test_cli_end_to_end(tiny_run, tmp_path):
     # zero-shot, sampled: avg@k and pass@k, written where --out_dir says, and reproducible from the seed
     args = [f"--model={tiny_run}", "--benchmarks=amc23", "--limit=2", "--max_new_tokens=4", "--mode=zeroshot",
             "--template=conversation", "--n_samples=2", "--temperature=1.0", f"--out_dir={tmp_path}"]
-    results = E.main(E.configure(E.Config(), args))["amc23"]
+    results = E.main(configure(E.Config(), args))["amc23"]
     assert set(results) >= {"accuracy", "pass@2", "n", "mean_response_tokens"} and results["n"] == 2
     samples = (tmp_path / "amc23_samples.jsonl").read_text()
-    E.main(E.configure(E.Config(), args))
+    E.main(configure(E.Config(), args))
     assert (tmp_path / "amc23_samples.jsonl").read_text() == samples
     samples = [json.loads(line) for line in samples.splitlines()]
     assert len(samples) == 4 and samples[0]["prompt"] == samples[1]["prompt"]
@@ -292,3 +294,24 @@ def test_an_unmarked_answer_is_read_for_its_last_number_unless_told_not(tmp_path
     assert strict["accuracy"] == 0.0 and strict["no_answer"] == 1.0  # as rl.py's reward reads it (its default)
     import rl
     assert rl.Config.last_number is False
+
+
+def test_eval_over_two_ranks_equals_one_process(tiny_run, tmp_path):
+    """torchrun eval.py: each rank generates its share of the prompts, rank 0 grades and writes; the samples and
+    results are the ones one process gives (every prompt samples from its own seed)."""
+    args = [f"--model={tiny_run}", "--benchmarks=gsm8k,amc23", "--limit=5", "--max_new_tokens=5", "--batch_size=2",
+            "--mode=zeroshot", "--template=qa", "--n_samples=2", "--temperature=1.0"]
+    one = subprocess.run([sys.executable, "eval.py", *args, f"--out_dir={tmp_path / 'one'}"], cwd=ROOT,
+                         capture_output=True, text=True)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          f"--master_port={free_port()}", "eval.py", *args, f"--out_dir={tmp_path / 'two'}"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert one.returncode == 0 and two.returncode == 0, (one.stderr[-2000:], two.stderr[-2000:])
+    for name in ["gsm8k_samples.jsonl", "amc23_samples.jsonl"]:
+        assert (tmp_path / "two" / name).read_text() == (tmp_path / "one" / name).read_text()
+    results = [json.loads((tmp_path / run / "results.json").read_text())["results"] for run in ("one", "two")]
+    for r in results:
+        for scores in r.values():
+            scores.pop("seconds")
+    assert results[0] == results[1] and results[0]["gsm8k"]["n"] == 5
+    assert two.stdout.count("| gsm8k | 5 |") == 1  # the table is printed once, by rank 0

@@ -184,6 +184,11 @@ MORE_EQUAL = {
         ("\\(y_1 = \\boxed{-2(x - 1)^2 + 5} \\) and \\( y_2 = \\boxed{3(x + 2)^2 - 2} \\)",
          "y_{1}=-2 x^{2}+4 x+3, y_{2}=3 x^{2}+12 x+10"),
         ("\\boxed{4} apples and \\boxed{5} pears", "4, 5"),
+        # what follows a late marker counts only when it is a bare answer; other words part boxes into two answers
+        ("\\boxed{12}. The answer is 12 because 2 times 6.", "12"),
+        ("The answer is \\boxed{5}. Let me double-check that the answer is correct: 5 * 3 = 15.", "5"),
+        ("\\boxed{1} \\text{ is wrong; it is } \\boxed{2}", "2"), ("\\boxed{1} x = \\boxed{2}", "2"),
+        ("\\boxed{\"ZRUJ\"}", "\"ZRUJ\""),
     ],
     "matrices, bounds and sums": [
         ("The sum is $\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix} + \\begin{pmatrix}5 & 6 \\\\ 7 & 8\\end{pmatrix}$",
@@ -214,6 +219,9 @@ MORE_NOT_EQUAL = {
         ("\\boxed{(3, 3)} \\text{ for part (a) and } \\boxed{(1, 1)}", "(1, 1)"),
         ("\\boxed{4} apples and \\boxed{5} pears", "5"), ("\\boxed{4} apples and \\boxed{5} pears", "4"),
         ("#### 4\nOn reflection the answer is 6.", "4"), ("\\boxed{2} ... The final answer is \"$12 $\".", "2"),
+        ("\\boxed{12}. The answer is 12 because 2 times 6.", "6"),
+        ("\\boxed{7}. The final answer is in the box above, Step 2.", "2"),
+        ("\\boxed{1} \\text{ not } \\boxed{2}", "1, 2"),
     ],
     "matrices, bounds and sums": [
         ("$\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix} + \\begin{pmatrix}5 & 6 \\\\ 7 & 8\\end{pmatrix}$",
@@ -228,6 +236,10 @@ MORE_NOT_EQUAL = {
         ("\\boxed{F_n = \\sum_{k=0}^{n} F_k F_{n-k-1}}", "F_n = \\sum_{k=0}^{n-1} F_k F_{n-k-1}"),
         ("\\boxed{\\sum_{i=1}^{n} 3 a_i}", "\\sum_{i=1}^{n} 2 a_i"), ("\\boxed{1}", "1 = \\zzz = x = 0"),
         ("\\boxed{\\sum_{k=1}^{10} k}", "56"),
+        ("\\boxed{\\sum_{k=2}^{4} a_k}", "\\sum_{k=1}^{3} a_k"), ("\\boxed{\\sum_{k=1}^{3} a_k}", "3a_k"),
+        ("\\boxed{(0,1)+(2,3)}", "(2,4)"),  # (0, 1) and (2, 3) may be intervals: no sum of tuples
+        ("\\boxed{(-\\infty, 1) + (2, \\infty)}", "(-\\infty, \\infty)"),
+        ("\\boxed{a <= b = 3}", "3"), ("\\boxed{x != 1 = 3}", "3"), ("\\boxed{x =< 1 = 3}", "3"),  # no chains
         ("\\boxed{\\sum_{k=1}^{n} k}", "\\frac{n(n+1)}{2}"),  # a sum to n is compared as written: a miss, never a guess
     ],
 }
@@ -247,6 +259,7 @@ LAST_NUMBER_NOT_EQUAL = [
     ("the number is not 10 which is 1,000.99€", "10"), ("So Kim has 20 cards now, 3 more than Ann.", "20"),
     ("Therefore, the probability is 2/3 and not 3/4.", "2/3"), ("We try $x = 4$ and then 5 more times.", "4"),
     ("So $x = 4$ and 3 is left over.", "4"), ("I do not know.", "5"),
+    ("Hence there are 2^{10} ways.", "10"), ("Hence there are 2^{10} ways.", "2"),  # a power is not a number here
 ]
 
 

@@ -5,7 +5,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import free_port
 
 from rl import Config, aggregate, ensure_init, group_advantages, length_at, policy_loss, prompt_indices, sample_seed
 
@@ -222,21 +222,21 @@ def test_rl_kill_and_resume_gives_identical_metrics(clone):
     assert rows(out / "samples.jsonl") == rows(straight / "samples.jsonl")  # the same prompts and samples
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_rl_two_processes_equal_one(clone):
     # a clip range of 0.1% clips by construction: the second mini-batch's ratios are taken after the first
     # mini-batch's AdamW step (lr 1e-4 on every weight), which moves log-probs by far more than 0.1%, on any CPU
-    args = [*SMALL, "--max_steps=3", "--ckpt_every=3", "--clip_low=0.001", "--clip_high=0.001"]
+    # the held-out eval at steps 0 and 3: two ranks split its prompts and must score what one process does
+    args = [*SMALL, "--max_steps=3", "--ckpt_every=3", "--clip_low=0.001", "--clip_high=0.001", "--eval_every=3",
+            "--eval_limit=12"]
     rl(clone, *args, "--out_dir=out/one")
     rl(clone, *args, "--out_dir=out/two", launcher=(sys.executable, "-m", "torch.distributed.run",
                                                     "--nproc_per_node=2", f"--master_port={free_port()}"))
     one, two = rows(clone / "out/one/metrics.jsonl"), rows(clone / "out/two/metrics.jsonl")
+    evals = [[{k: v for k, v in r.items() if k.startswith("eval/")} for r in run if "eval/synth" in r]
+             for run in (one, two)]
+    assert len(evals[0]) == 2 and evals[0] == evals[1], evals
+    one, two = [r for r in one if "reward" in r], [r for r in two if "reward" in r]
     assert len(one) == len(two) == 3
     for a, b in zip(one, two):
         assert (a["reward"], a["accuracy"], a["response_len"]) == (b["reward"], b["accuracy"], b["response_len"])

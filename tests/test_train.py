@@ -5,7 +5,6 @@ import math
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import free_port
 
 import train
 from common import load_checkpoint
@@ -171,12 +171,6 @@ def test_a_branch_can_start_from_an_earlier_checkpoint_of_the_stable_run(corpus,
     for n, p in model.named_parameters():
         assert torch.equal(start[n], p.detach()), n
     assert any(not torch.equal(start[n], last[n]) for n in start)  # not the stable run's last weights
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_process_fsdp_equals_one_process(corpus, tmp_path):

@@ -70,7 +70,9 @@ class Config:
     temperature: float = 0.0           # 0: greedy
     top_p: float = 1.0
     max_new_tokens: int = 1024
-    batch_size: int = 64               # per rank: under torchrun each rank generates its share of the prompts
+    batch_size: int = 64               # rows decoding at once, per rank (each rank generates its share)
+    kv_budget: str = ""                # the KV cache's size: tokens ("200000") or bytes ("20GB"); "": most of
+                                       # the free GPU memory (a row per prompt on CPU); "all": a row per prompt
     # grading
     last_number: bool = True           # a completion that marks no answer: its last number, as the harnesses read it
     compile: bool = False              # torch.compile the decode step: pays off on long runs, on a GPU above all
@@ -233,11 +235,11 @@ def evaluate(generate, benchmarks, mode="fewshot", n_samples=1, limit=None, data
 
 
 def model_generate(model, tokenizer, max_new_tokens, batch_size=64, stop=(), temperature=0.0, top_p=1.0, seed=0,
-                   compile=False, rank=0, world_size=1):
-    """Our model as generate(prompts) -> completions: each prompt after BOS, longest first in batches of
-    batch_size (similar lengths share a batch, and running out of memory shows in the first one), ending at
-    EOS, end-of-turn or a stop string, which the completion leaves out. Prompt i samples from (seed, i)
-    whatever its batch. With world_size > 1 (every rank calls it with the same prompts), rank r generates the
+                   compile=False, rank=0, world_size=1, kv_budget=None):
+    """Our model as generate(prompts) -> completions: each prompt after BOS, longest first (running out of
+    memory shows at once), at most batch_size decoding at a time within kv_budget (generation.generate), ending
+    at EOS, end-of-turn or a stop string, which the completion leaves out. Prompt i samples from (seed, i)
+    whatever else is generating. With world_size > 1 (every rank calls it with the same prompts), rank r generates the
     r-th, (r + world_size)-th, ... longest prompts and every rank gets all completions back: the same as one
     process, in 1 / world_size of the time. After a call, generate.new_tokens holds the tokens each completion
     generated, and generate.max_new_tokens the limit used (capped where the longest prompt leaves less of the
@@ -253,19 +255,16 @@ def model_generate(model, tokenizer, max_new_tokens, batch_size=64, stop=(), tem
         completions, generate.new_tokens = [None] * len(prompts), [0] * len(prompts)
         bar = tqdm(total=len(order), unit="prompt", desc="generate", leave=False,
                    disable=len(order) <= batch_size or rank > 0)
-        t0 = time.perf_counter()
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            tokens, _ = model.generate([encoded[i] for i in rows], max_new, temperature, top_p,
-                                       stop_ids=stop_ids, seed=[(seed << 32) + i for i in rows],
-                                       stop_strings=stop, decode=tokenizer.decode, compile=compile)
-            for i, t in zip(rows, tokens):
+        if order:
+            tokens, _ = model.generate([encoded[i] for i in order], max_new, temperature, top_p, stop_ids=stop_ids,
+                                       seed=[(seed << 32) + i for i in order], stop_strings=stop,
+                                       decode=tokenizer.decode, compile=compile, kv_budget=kv_budget,
+                                       max_batch=batch_size, on_done=lambda _: bar.update(1))
+            for i, t in zip(order, tokens):
                 generate.new_tokens[i] = len(t)
                 if t and t[-1] in stop_ids:  # decoded, it would be the text "<|end_of_text|>"
                     t = t[:-1]
                 completions[i] = cut_at_stop(tokenizer.decode(t), stop)
-            bar.update(len(rows))
-            bar.set_postfix(tok_s=f"{sum(generate.new_tokens) / (time.perf_counter() - t0):,.0f}")
         bar.close()
         if world_size > 1:  # each rank's rows to every rank; the rows a rank did not generate are None there
             shares = [None] * world_size
@@ -363,7 +362,7 @@ def main(cfg):
     tokenizer = Tokenizer.from_pretrained(folder)
     generate = model_generate(model, tokenizer, cfg.max_new_tokens, cfg.batch_size,
                               stop_strings(cfg.mode, cfg.template), cfg.temperature, cfg.top_p, cfg.seed, cfg.compile,
-                              rank, world_size)
+                              rank, world_size, cfg.kv_budget or None)
     results = {}
     for name in names:
         results |= evaluate(generate, [name], cfg.mode, cfg.n_samples, cfg.limit or None, cfg.data_dir or None,

@@ -51,7 +51,9 @@ class Config:
     temperature: float = 1.0
     top_p: float = 1.0
     max_response_len: dict = field(default_factory=lambda: {0: 4096})  # {from step: length}
-    gen_batch: int = 512               # sequences per generate call on each rank
+    gen_batch: int = 512               # sequences decoding at once on each rank (a group's samples share a prefill)
+    kv_budget: str = ""                # the KV cache's size: tokens ("200000") or bytes ("20GB"); "": most of
+                                       # the free GPU memory (a row per sequence on CPU); "all": a row per sequence
     # reward
     reward_correct: float = 1.0
     reward_wrong: float = 0.0
@@ -193,12 +195,10 @@ def rollout(policy, tokenizer, prompts, seeds, cfg, max_new_tokens):
     """Sample a completion per prompt string: (token lists, completion texts cut at the stop string)."""
     stops = evaluation.TEMPLATES[cfg.template]["stop"]
     encoded = [[tokenizer.bos_id] + tokenizer.encode(p) for p in prompts]
-    tokens = []
-    for i in range(0, len(encoded), cfg.gen_batch):
-        out, _ = policy.generate(encoded[i:i + cfg.gen_batch], max_new_tokens, cfg.temperature, cfg.top_p,
-                                 stop_ids=[tokenizer.eos_id, tokenizer.eot_id], seed=seeds[i:i + cfg.gen_batch],
-                                 stop_strings=stops, decode=tokenizer.decode, compile=cfg.compile)
-        tokens += out
+    tokens, _ = policy.generate(encoded, max_new_tokens, cfg.temperature, cfg.top_p,
+                                stop_ids=[tokenizer.eos_id, tokenizer.eot_id], seed=seeds, stop_strings=stops,
+                                decode=tokenizer.decode, compile=cfg.compile, kv_budget=cfg.kv_budget or None,
+                                max_batch=cfg.gen_batch)
     return encoded, tokens, [evaluation.cut_at_stop(tokenizer.decode(t), stops) for t in tokens]
 
 
@@ -293,7 +293,8 @@ def main(cfg):
         rollout copy, rank 0 grades them all (the others get {})."""
         generate = evaluation.model_generate(policy, tokenizer, max_new_tokens=length_at(step, cfg.max_response_len),
                                              batch_size=cfg.gen_batch, stop=evaluation.TEMPLATES[cfg.template]["stop"],
-                                             compile=cfg.compile, rank=rank, world_size=world_size)
+                                             compile=cfg.compile, rank=rank, world_size=world_size,
+                                             kv_budget=cfg.kv_budget or None)
         scores = evaluation.evaluate(generate, cfg.eval_benchmarks.split(","), mode="zeroshot", template=cfg.template,
                                      limit=cfg.eval_limit or None, data_dir=cfg.eval_data,
                                      last_number=cfg.last_number)  # graded as the reward is

@@ -20,6 +20,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # first: the repo's rl.py, not this
+import generation  # noqa: E402
 import rl  # noqa: E402
 from generate import copy_bandwidth, decode_floor_s  # noqa: E402  (bench/generate.py)
 from model import Llama, ModelConfig  # noqa: E402
@@ -34,12 +35,9 @@ def step(model, policy, optimizer, prompts, cfg, device):
     """One GRPO step's rollout and update, timed: (rollout seconds, generated tokens, update seconds, tokens)."""
     sync(device)
     t0 = time.perf_counter()
-    responses = []
-    for i in range(0, len(prompts), cfg.gen_batch):
-        seeds = [rl.sample_seed(0, 0, j, 0) for j in range(i, min(i + cfg.gen_batch, len(prompts)))]
-        out, _ = policy.generate(prompts[i:i + cfg.gen_batch], cfg.new_tokens, temperature=1.0, seed=seeds,
-                                 compile=cfg.compile)
-        responses += out
+    seeds = [rl.sample_seed(0, 0, j, 0) for j in range(len(prompts))]
+    responses, _ = policy.generate(prompts, cfg.new_tokens, temperature=1.0, seed=seeds, compile=cfg.compile,
+                                   kv_budget=cfg.kv_budget or None, max_batch=cfg.gen_batch)
     sync(device)
     t_rollout = time.perf_counter() - t0
     x, y, mask = rl.sequences(prompts, responses)
@@ -62,6 +60,30 @@ def step(model, policy, optimizer, prompts, cfg, device):
     return t_rollout, sum(map(len, responses)), time.perf_counter() - t1, total
 
 
+def rl_math_kv(gpu_bytes=80 * 2**30, ranks=8, prompt_len=512, rows=256):
+    """Markdown rows: the KV cache configs/rl_math.py's rollout needs on each rank at full length, and what the
+    default kv_budget gives on a GPU of gpu_bytes, for the paper's three models. Arithmetic from the shapes (no
+    GPU here): bf16 K and V for every layer; free memory at rollout = the GPU less the bf16 rollout copy, this
+    rank's FSDP shard of fp32 weights, gradients and AdamW's two moments (16 bytes a parameter / ranks), and 2
+    GiB for the CUDA context; the default budget is generation.GPU_SHARE of that."""
+    out = ["", f"## KV cache at configs/rl_math.py's settings ({rows} rows a rank: 16 prompts x 16 samples, prompts "
+           f"of {prompt_len} tokens; {gpu_bytes / 2**30:.0f} GiB GPUs, {ranks} ranks; arithmetic)", "",
+           "| model | KV per token | full length, 4096 new | full length, 8192 new | default budget | rows at once "
+           "(4096 / 8192 new) |", "|---|---|---|---|---|---|"]
+    for preset in ("llama3.2-1b", "llama3.2-3b", "llama3.1-8b"):
+        cfg = ModelConfig.preset(preset)
+        with torch.device("meta"):  # shapes only, no memory
+            params = sum(p.numel() for p in Llama(cfg).parameters())
+        per_token = 2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * 2
+        free = gpu_bytes - 2 * params - 16 * params / ranks - 2 * 2**30
+        budget = generation.GPU_SHARE * free
+        fits = [min(rows, int(budget // ((prompt_len + new) * per_token))) for new in (4096, 8192)]
+        full = [rows * (prompt_len + new) * per_token / 2**30 for new in (4096, 8192)]
+        out.append(f"| {preset} ({params / 1e9:.1f}B) | {per_token / 2**10:.0f} KiB | {full[0]:.0f} GiB | "
+                   f"{full[1]:.0f} GiB | {budget / 2**30:.0f} GiB | {fits[0]} / {fits[1]} |")
+    return out
+
+
 def main():
     cuda = torch.cuda.is_available()
     ap = argparse.ArgumentParser()
@@ -71,6 +93,7 @@ def main():
     ap.add_argument("--prompt_len", type=int, default=256 if cuda else 30)
     ap.add_argument("--new_tokens", type=int, default=1024 if cuda else 80)
     ap.add_argument("--gen_batch", type=int, default=512 if cuda else 128)
+    ap.add_argument("--kv_budget", default="", help="generate's kv_budget ('': its default)")
     ap.add_argument("--micro_batch", type=int, default=8 if cuda else 64)
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--compile", type=int, default=int(cuda), help="1: generate(compile=True)")
@@ -93,7 +116,8 @@ def main():
     lines = ["# GRPO step throughput (bench/rl.py)\n",
              f"{name}, {date.today()}, torch {torch.__version__}; model {args.preset} ({params / 1e6:,.1f}M parameters, "
              f"random weights); {args.prompts} prompts x {args.samples} samples, prompts of {args.prompt_len} tokens, "
-             f"responses of {args.new_tokens} tokens, generate batches of {args.gen_batch}, update micro-batches of "
+             f"responses of {args.new_tokens} tokens, at most {args.gen_batch} decoding at once (kv_budget "
+             f"{args.kv_budget or 'default'}), update micro-batches of "
              f"{args.micro_batch}; the last of {args.steps} steps; decode step compiled: {bool(args.compile)}.\n",
              "| rollout tok/s | update tok/s | rollout s | update s | share generating |" + (" decode floor s | floor / rollout |" if cuda else ""),
              "|---|---|---|---|---|" + ("---|---|" if cuda else "")]
@@ -105,6 +129,7 @@ def main():
         floor *= len(prompts) / n
         row += f" {floor:.1f} | {floor / t_rollout:.2f} |"
     lines.append(row)
+    lines += rl_math_kv()
     print("\n".join(lines))
     out = args.out or os.path.join(os.path.dirname(__file__), "results", f"rl_{device.type}.md")
     with open(out, "w") as f:

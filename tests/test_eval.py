@@ -157,23 +157,28 @@ class ScriptedModel:
         self.tokenizer, self.text, self.calls = tokenizer, text, []
         self.config = types.SimpleNamespace(max_seq_len=max_seq_len)
 
-    def generate(self, prompts, max_new_tokens, temperature, top_p, stop_ids, seed, stop_strings, decode, compile):
+    def generate(self, prompts, max_new_tokens, temperature, top_p, stop_ids, seed, stop_strings, decode, compile,
+                 kv_budget, max_batch, on_done):
         self.calls.append({"prompts": prompts, "seed": seed, "stop_ids": stop_ids, "stop_strings": stop_strings,
-                           "compile": compile, "max_new_tokens": max_new_tokens})
+                           "compile": compile, "max_new_tokens": max_new_tokens, "kv_budget": kv_budget,
+                           "max_batch": max_batch})
+        for i in range(len(prompts)):
+            on_done(i)
         return [self.tokenizer.encode(self.text) + [self.tokenizer.eos_id] for _ in prompts], None
 
 
 def test_model_wrapper_batches_longest_first_and_cuts_stops(tokenizer):
     model = ScriptedModel(tokenizer, "so 5. The final answer is $5$.\n\nProblem:\nmore")
-    generate = E.model_generate(model, tokenizer, 16, batch_size=2, stop=E.FEWSHOT_STOP, seed=3)
+    generate = E.model_generate(model, tokenizer, 16, batch_size=2, stop=E.FEWSHOT_STOP, seed=3, kv_budget="1GB")
     prompts = ["a", "a much longer prompt than the others", "medium prompt", "b c"]
     completions = generate(prompts)
     assert completions == ["so 5. The final answer is $5$.\n\n"] * 4  # no stop string, no "<|end_of_text|>"
     assert generate.new_tokens == [len(tokenizer.encode(model.text)) + 1] * 4
-    sent = [p for call in model.calls for p in call["prompts"]]
-    assert [len(c["prompts"]) for c in model.calls] == [2, 2] and sent == sorted(sent, key=len, reverse=True)
+    (call,) = model.calls  # one call: the engine keeps batch_size rows decoding, refilled from the queue
+    sent = call["prompts"]
+    assert (call["max_batch"], call["kv_budget"]) == (2, "1GB") and sent == sorted(sent, key=len, reverse=True)
     assert sent[0] == [tokenizer.bos_id] + tokenizer.encode(prompts[1])
-    assert model.calls[0]["seed"] == [(3 << 32) + 1, (3 << 32) + 2]  # a prompt's seed is its own, not its batch's
+    assert call["seed"][:2] == [(3 << 32) + 1, (3 << 32) + 2]  # a prompt's seed is its own, whatever its batch
     assert set(model.calls[0]["stop_ids"]) == {tokenizer.eos_id, tokenizer.eot_id}
     assert not model.calls[0]["compile"]
     E.model_generate(model, tokenizer, 16, compile=True)(["a"])
@@ -188,7 +193,7 @@ def test_max_new_tokens_is_capped_at_what_the_context_leaves(tokenizer, capsys):
     model = ScriptedModel(tokenizer, "so \\boxed{5}", max_seq_len=longest + 10)
     generate = E.model_generate(model, tokenizer, 1024, batch_size=1)
     generate(prompts)
-    assert [c["max_new_tokens"] for c in model.calls] == [10, 10] and generate.max_new_tokens == 10  # one cap a call
+    assert [c["max_new_tokens"] for c in model.calls] == [10] and generate.max_new_tokens == 10  # one cap a call
     assert f"max_new_tokens=1024 capped at 10: the longest prompt has {longest} tokens" in capsys.readouterr().out
     E.model_generate(model, tokenizer, 8)(prompts)
     assert model.calls[-1]["max_new_tokens"] == 8  # below the cap: as asked

@@ -245,16 +245,17 @@ def test_stop_ids_end_each_row_at_its_first_stop():
 
 def test_dropping_finished_rows_moves_only_the_last_live_rows():
     cfg = small_model().config
-    cache = KVCache(cfg, batch_size=6, max_len=4, dtype=torch.float32, device="cpu")
+    cache = KVCache(cfg, slots=6, row_len=4, dtype=torch.float32, device="cpu")
+    cache.n = 6
     for buffer in cache.k + cache.v:  # each row filled with its own index
         buffer.copy_(torch.arange(6.0)[:, None, None, None].expand_as(buffer))
     base = cache.k[0]
     order = cache.drop([0, 2, 5])
-    assert order == [3, 1, 4]  # rows 0 and 2 take the last live rows (3 and 4); row 5 just goes
+    assert order == [3, 1, 4] and cache.n == 3  # rows 0 and 2 take the last live rows (3 and 4); row 5 just goes
     for buffer in cache.k + cache.v:
-        assert buffer.shape[0] == 3 and torch.equal(buffer[:, 0, 0, 0], torch.tensor([3.0, 1.0, 4.0]))
-    assert cache.k[0].data_ptr() == base.data_ptr()  # a prefix of the same buffer: nothing reallocated
-    assert cache.drop([2]) == [0, 1] and cache.drop([0, 1]) == []
+        assert torch.equal(buffer[:3, 0, 0, 0], torch.tensor([3.0, 1.0, 4.0]))
+    assert cache.k[0] is base and base.shape[0] == 6  # the same buffer: its free rows wait for new prompts
+    assert cache.drop([2]) == [0, 1] and cache.drop([0, 1]) == [] and cache.n == 0
 
 
 def test_compiled_decode_step_samples_what_eager_samples():

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+JOIN_SHARE = 0.125  # of the cache's rows, how many must be free before waiting prompts join (a batched prefill)
 GPU_SHARE = 0.7  # of the CUDA memory free at the call, what the default kv_budget takes (the rest: activations)
 
 
@@ -118,7 +119,9 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_p=1.0, stop_id
         return t in stop_ids or len(out_tokens[i]) == max_new_tokens or stops.end(out_tokens[i])
 
     while queue or rows:
-        if queue and len(rows) < slots:  # free rows: the next prompts join, each with its first token
+        # free rows: the next prompts join, each with its first token; a few at a time (JOIN_SHARE of the rows, or
+        # all when no row is left), so that a prefill is a batch, not a forward pass for every row that finishes
+        if queue and (not rows or slots - len(rows) >= min(len(queue), max(1, int(JOIN_SHARE * slots)))):
             joining = [queue.popleft() for _ in range(min(slots - len(rows), len(queue)))]
             logits = prefill(model, cache, [prompts[i] for i in joining], len(rows))
             new_tok, new_logp = sample(logits, temperature, top_p, uniforms(seeds[joining], 0))

@@ -85,7 +85,7 @@ def theirs(hf, prompts, new_tokens, stops, device):
 
 def engine_workloads(cfg, args):
     """{name: (prompts, generate keyword arguments)}: RL, 16 prompts x 8 samples in groups, sampled; eval,
-    200 greedy prompts of 16-128 tokens. Stops: stop ids (1 in stop_every of the vocabulary; 8 times as many
+    200 greedy prompts of 16-128 tokens. Stops: stop ids (1 in stop_every of the vocabulary; 16 times as many
     for greedy rows, which repeat themselves) and the qa template's stop string on a made-up decode."""
     letters = "".join(chr(c) for c in range(32, 127))
     decode = lambda ids: "".join(letters[i % len(letters)] for i in ids)  # noqa: E731
@@ -94,7 +94,7 @@ def engine_workloads(cfg, args):
     stop = list(range(1, cfg.vocab_size, every))
     rl = dict(max_new_tokens=160, temperature=1.0, stop_ids=stop, seed=list(range(128)),
               stop_strings=TEMPLATES["qa"]["stop"], decode=decode)
-    greedy_stop = list(range(1, cfg.vocab_size, max(1, every // 8)))
+    greedy_stop = list(range(1, cfg.vocab_size, max(1, every // 16)))
     ev = dict(max_new_tokens=128, temperature=0, stop_ids=greedy_stop, stop_strings=TEMPLATES["qa"]["stop"],
               decode=decode)
     return {"RL, 16 x 8 sampled": ([p for p in groups for _ in range(8)], rl),
@@ -130,8 +130,8 @@ def engine_rows(models, args, device, dtype):
 
     generation.KVCache = Recorded  # counts the cache of every call the bench makes
     out = ["", "## Continuous batching under a KV budget", "",
-           "| model | workload | KV budget (rows) | chunked tok/s | budget tok/s | budget / chunked | peak KV chunked "
-           "| peak KV budget | budget limit | no budget (all) tok/s | all / budget |", "|" + "---|" * 11]
+           "| model | workload | mean / max new tokens | KV budget (rows) | chunked tok/s | budget tok/s | budget / chunked "
+           "| peak KV chunked | peak KV budget | budget limit | no budget (all) tok/s | all / budget |", "|" + "---|" * 12]
     for label, model in models:
         for name, (prompts, kw) in engine_workloads(model.config, args).items():
             rows = len(prompts) // 4
@@ -148,9 +148,10 @@ def engine_rows(models, args, device, dtype):
                     return n
                 fns.append(fn)
             chunked, budget, unlimited = timed(fns, args.repeats)
+            mean = engine_run(model, prompts, kw, "all", rows, None) / len(prompts)
             limit = rows * row_len * per_token
             assert peaks["budget"] <= limit and peaks["chunked"] <= limit
-            row = (f"| {label} | {name} | {rows} | {chunked:,.0f} | {budget:,.0f} | {budget / chunked:.2f}x "
+            row = (f"| {label} | {name} | {mean:.0f} / {kw['max_new_tokens']} | {rows} | {chunked:,.0f} | {budget:,.0f} | {budget / chunked:.2f}x "
                    f"| {peaks['chunked'] / 2**20:.1f} MiB | {peaks['budget'] / 2**20:.1f} MiB "
                    f"| {limit / 2**20:.1f} MiB "
                    f"| {unlimited:,.0f} | {unlimited / budget:.2f}x |")

@@ -16,7 +16,7 @@ from conftest import free_port
 
 import eval as E
 from configurator import configure
-from grader import extract_answer, grade_many
+from grader import grade_many
 from model import Llama, ModelConfig
 from tokenizer import Tokenizer
 

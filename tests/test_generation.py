@@ -4,7 +4,6 @@ are prefilled once and sample what unshared ones do; stop strings are read only 
 import random
 
 import pytest
-import torch
 
 import generation
 from test_model import small_model

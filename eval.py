@@ -239,19 +239,20 @@ def model_generate(model, tokenizer, max_new_tokens, batch_size=64, stop=(), tem
     """Our model as generate(prompts) -> completions: each prompt after BOS, longest first (running out of
     memory shows at once), at most batch_size decoding at a time within kv_budget (generation.generate), ending
     at EOS, end-of-turn or a stop string, which the completion leaves out. Prompt i samples from (seed, i)
-    whatever else is generating. With world_size > 1 (every rank calls it with the same prompts), rank r generates the
-    r-th, (r + world_size)-th, ... longest prompts and every rank gets all completions back: the same as one
-    process, in 1 / world_size of the time. After a call, generate.new_tokens holds the tokens each completion
-    generated, and generate.max_new_tokens the limit used (capped where the longest prompt leaves less of the
-    context)."""
+    whatever else is generating (in fp32 token for token; in bf16 a batch's rounding can flip a rare token).
+    With world_size > 1 (every rank calls it with the same prompts), rank r generates the r-th, (r +
+    world_size)-th, ... longest prompts (a prompt's repeats together) and every rank gets all completions back:
+    the same as one process, in about 1 / world_size of the time. After a call, generate.new_tokens holds the
+    tokens each completion generated, and generate.max_new_tokens the limit used (capped where the longest
+    prompt leaves less of the context)."""
     stop, stop_ids = list(stop), (tokenizer.eos_id, tokenizer.eot_id)
 
     def generate(prompts):
         encoded = [[tokenizer.bos_id] + tokenizer.encode(p) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
         max_new = generate.max_new_tokens = fit_context(max_new_tokens, max(map(len, encoded), default=0),
-                                                        model.config.max_seq_len)
-        order = order[rank::world_size]  # longest first, dealt round: each rank a like share of the work
+                                                        model.config.max_seq_len, say=rank == 0)
+        order = deal(order, encoded, rank, world_size)
         completions, generate.new_tokens = [None] * len(prompts), [0] * len(prompts)
         bar = tqdm(total=len(order), unit="prompt", desc="generate", leave=False,
                    disable=len(order) <= batch_size or rank > 0)
@@ -278,7 +279,19 @@ def model_generate(model, tokenizer, max_new_tokens, batch_size=64, stop=(), tem
     generate.new_tokens, generate.max_new_tokens = [], max_new_tokens
     return generate
 
-def fit_context(max_new_tokens, longest_prompt, max_seq_len):
+def deal(order, encoded, rank, world_size):
+    """Rank `rank`'s share of the prompts in `order` (longest first): runs of one prompt (avg@k's samples) dealt
+    round the ranks as one, so that one rank prefills each prompt once, and the shares alike in length."""
+    groups = []
+    for i in order:
+        if groups and encoded[groups[-1][0]] == encoded[i]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return [i for group in groups[rank::world_size] for i in group]
+
+
+def fit_context(max_new_tokens, longest_prompt, max_seq_len, say=True):
     """max_new_tokens, or less where the longest prompt (BOS included) leaves less room in the model's context
     (saying so). One cap for the whole call (a benchmark), so a completion never depends on the prompts batched
     with it; only a cap that binds makes it depend on the call's longest prompt, and results.json records it."""
@@ -286,7 +299,7 @@ def fit_context(max_new_tokens, longest_prompt, max_seq_len):
     if room < 1:
         raise ValueError(f"a prompt of {longest_prompt} tokens fills the model's whole context (max_seq_len="
                          f"{max_seq_len}); use fewer few-shot examples (--mode=zeroshot) or a longer-context model")
-    if max_new_tokens > room:
+    if max_new_tokens > room and say:
         tqdm.write(f"max_new_tokens={max_new_tokens} capped at {room}: the longest prompt has {longest_prompt} tokens "
                    f"and the model's context is {max_seq_len}")
     return min(max_new_tokens, room)

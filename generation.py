@@ -1,7 +1,9 @@
 """
 Sampling from model.py's Llama, many prompts at once: the generate loop (it is the model's generate method),
 its KV cache, and a sampler whose every draw is a pure function of (the prompt's seed, the token's index), so
-a prompt's sample never depends on what else is being generated.
+a prompt's sample does not depend on what else is being generated, up to floating-point rounding: in fp32 the
+tokens are those of the prompt generated alone; in bf16 a matrix product's rounding differs with the batch's
+size, and a token drawn close to a boundary of the distribution can come out differently.
 
 The loop is continuous batching under a memory budget. The cache is `slots` fixed rows, each long enough for
 the longest prompt plus max_new_tokens, as many as kv_budget holds (a token count, or a size like "20GB";
@@ -14,8 +16,8 @@ place, so the live rows are always a prefix of the cache and a long answer never
 never exceeds slots x row length, whatever the number of prompts. kv_budget="all" is one row per prompt:
 everything in one batch, as a plain batched loop does.
 
-Per step the host does work for what changed (rows that joined or left, rows whose new token may finish a
-stop string) plus one device-to-host copy of the new tokens and their log-probs.
+Per step the host copies the new tokens and their log-probs from the device once, appends them, and decodes
+text only for the rows whose new token may finish a stop string; rows joining and leaving cost work then only.
 """
 import functools
 import re
@@ -90,12 +92,14 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_p=1.0, stop_id
     token that completes a stop string (both kept) or after max_new_tokens, and the model's
     log-probability of each (log-softmax of the raw logits, before temperature and top-p).
     temperature=0 is greedy. seed: an int, where prompt i then draws from (seed, i), or one seed per
-    prompt; a prompt's sample depends only on its own seed, never on the rest of the batch or the queue.
+    prompt; a prompt's sample depends only on its own seed, not on the rest of the batch or the queue (up to
+    rounding: see the module docstring).
     None draws the seed from torch's global generator. stop_strings need decode (token ids -> str).
     kv_budget: the cache's size, in tokens (an int, or its digits) or bytes ("20GB", "512MB"); None: the
     default (see the module docstring); "all": a row per prompt. max_batch caps the rows decoding at once. on_done(i) is
-    called as prompt i finishes. compile: run each decode step through torch.compile (one graph for every
-    batch size and cache length; worth its compile time on long generations, on a GPU above all)."""
+    called as prompt i finishes. compile: run each decode step through torch.compile (dynamic shapes: a few
+    graphs, a batch of one row among them, not one per batch size or cache length; worth its compile time on
+    long generations, on a GPU above all)."""
     cfg, device, dtype = model.config, model.lm_head.weight.device, model.lm_head.weight.dtype
     check_generate_args(prompts, max_new_tokens, temperature, top_p, cfg)
     if stop_strings and decode is None:
@@ -233,7 +237,9 @@ def budget_rows(kv_budget, row_len, cfg, dtype, device):
     if kv_budget == "all" or (kv_budget is None and torch.device(device).type != "cuda"):
         return 2**62
     if kv_budget is None:  # most of what is free now: the weights are loaded, activations need the rest
-        tokens = int(GPU_SHARE * torch.cuda.mem_get_info(device)[0]) // per_token
+        free = torch.cuda.mem_get_info(device)[0]  # + what torch holds cached for reuse (a last call's cache)
+        free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        tokens = int(GPU_SHARE * free) // per_token
     elif isinstance(kv_budget, str) and not kv_budget.strip().isdigit():
         tokens = parse_size(kv_budget) // per_token
     else:

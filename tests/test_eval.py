@@ -320,3 +320,12 @@ def test_eval_over_two_ranks_equals_one_process(tiny_run, tmp_path):
             scores.pop("seconds")
     assert results[0] == results[1] and results[0]["gsm8k"]["n"] == 5
     assert two.stdout.count("| gsm8k | 5 |") == 1  # the table is printed once, by rank 0
+
+
+def test_ranks_get_whole_runs_of_a_prompt_and_like_shares():
+    encoded = [[1, 2, 3]] * 3 + [[4, 5]] * 3 + [[6]] * 3 + [[7]] * 3  # avg@3: each prompt three times in a row
+    order = sorted(range(12), key=lambda i: -len(encoded[i]))
+    shares = [E.deal(order, encoded, r, 2) for r in range(2)]
+    assert shares == [[0, 1, 2, 6, 7, 8], [3, 4, 5, 9, 10, 11]]  # one rank prefills each prompt, longest dealt first
+    assert sorted(shares[0] + shares[1]) == list(range(12))
+    assert E.deal(order, encoded, 0, 1) == order and E.deal(order[:3], encoded, 1, 2) == []  # a rank may get none

@@ -182,6 +182,14 @@ def stop_strings(mode, template="boxed"):
     return FEWSHOT_STOP if mode == "fewshot" else TEMPLATES[template]["stop"]
 
 
+def completion_text(tokens, tokenizer, stops):
+    """A completion's text as eval.py grades it and rl.py rewards it: its tokens without a final EOS or
+    end-of-turn (decoded, it would be the text "<|end_of_text|>"), cut at the first stop string."""
+    if tokens and tokens[-1] in (tokenizer.eos_id, tokenizer.eot_id):
+        tokens = tokens[:-1]
+    return cut_at_stop(tokenizer.decode(tokens), stops)
+
+
 def cut_at_stop(text, stops):
     """text up to the first stop string."""
     return text[:min([i for i in (text.find(s) for s in stops) if i >= 0], default=len(text))]
@@ -263,9 +271,7 @@ def model_generate(model, tokenizer, max_new_tokens, batch_size=64, stop=(), tem
                                        max_batch=batch_size, on_done=lambda _: bar.update(1))
             for i, t in zip(order, tokens):
                 generate.new_tokens[i] = len(t)
-                if t and t[-1] in stop_ids:  # decoded, it would be the text "<|end_of_text|>"
-                    t = t[:-1]
-                completions[i] = cut_at_stop(tokenizer.decode(t), stop)
+                completions[i] = completion_text(t, tokenizer, stop)
         bar.close()
         if world_size > 1:  # each rank's rows to every rank; the rows a rank did not generate are None there
             shares = [None] * world_size

@@ -206,11 +206,12 @@ class Llama(nn.Module):
             return self.lm_head(h)
         return chunked_cross_entropy(h, self.lm_head.weight, targets)
 
-    def logprobs(self, tokens, targets, entropy=False):
-        """Per-token log p(target) (B, T), 0 where the target is -100, and each position's entropy if asked:
-        what RL needs. (Under FSDP2, register it with register_fsdp_forward_method.)"""
+    def logprobs(self, tokens, targets, entropy=False, temperature=1.0):
+        """Per-token log p(target) (B, T) under the logits divided by temperature, 0 where the target is -100,
+        and each position's entropy if asked: what RL needs. (Under FSDP2, register it with
+        register_fsdp_forward_method.)"""
         h = self.hidden(tokens, torch.arange(tokens.shape[1], device=tokens.device)[None])
-        return token_logprobs(h, self.lm_head.weight, targets, entropy)
+        return token_logprobs(h, self.lm_head.weight, targets, entropy, temperature=temperature)
 
     def hidden(self, tokens, positions, doc_ids=None, cache=None):
         """The final normed hidden states (B, T, dim) of tokens at positions (B or 1, T)."""
@@ -361,21 +362,24 @@ def chunked_cross_entropy(h, weight, targets):
     return -logprobs.sum() / (targets != -100).sum().clamp(min=1)
 
 
-def token_logprobs(h, weight, targets, entropy=False, chunk_elems=2**26):
+def token_logprobs(h, weight, targets, entropy=False, chunk_elems=2**26, temperature=1.0):
     """log p(target) of each token under logits h @ weight.T (0 where the target is -100) and, if asked,
     the entropy of each token's distribution. A chunk of tokens at a time, recomputed in backward, so fp32
     logits never exist for the whole batch (with a 128k vocabulary, 8 x 4096 tokens' are 17 GB)."""
     shape, h, targets = targets.shape, h.flatten(0, -2), targets.flatten()
     chunk = max(1, chunk_elems // weight.shape[0])
-    outs = [checkpoint(chunk_logprobs, hc, weight, tc, entropy, use_reentrant=False) if torch.is_grad_enabled()
-            else chunk_logprobs(hc, weight, tc, entropy) for hc, tc in zip(h.split(chunk), targets.split(chunk))]
+    outs = [checkpoint(chunk_logprobs, hc, weight, tc, entropy, temperature, use_reentrant=False)
+            if torch.is_grad_enabled() else chunk_logprobs(hc, weight, tc, entropy, temperature)
+            for hc, tc in zip(h.split(chunk), targets.split(chunk))]
     logprobs = torch.cat([lp for lp, _ in outs]).view(shape)
     return logprobs, torch.cat([e for _, e in outs]).view(shape) if entropy else None
 
 
-def chunk_logprobs(h, weight, targets, entropy):
+def chunk_logprobs(h, weight, targets, entropy, temperature=1.0):
     logits = F.linear(h, weight)  # in the model's dtype, as the forward pass gives them; the rest in >= fp32
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    if temperature != 1.0:  # the distribution a sampler at this temperature draws from
+        logits = logits / temperature
     logprobs = -F.cross_entropy(logits, targets, ignore_index=-100, reduction="none")
     if not entropy:
         return logprobs, None

@@ -6,15 +6,18 @@ GRPO from a base model with verified math rewards: the paper's "zero" RL.
 
 Each step: 1. rollout: take prompts_per_step prompts, render each with one of eval.py's templates (the
 prompts the model is later evaluated with) and sample samples_per_prompt completions of each; 2. reward:
-grader.py checks each completion's final answer against the gold one; 3. advantages: each reward minus its
-group's mean (over one prompt's samples), divided by the group's std unless std_norm is False (Dr. GRPO);
-4. update: on PPO mini-batches, the clipped surrogate with optional KL to the initial model and entropy bonus.
+grader.py checks each completion's final answer against the gold one, on the text eval.py grades
+(eval.completion_text); 3. advantages: each reward minus its group's mean (over one prompt's samples), divided
+by the group's std unless std_norm is False (Dr. GRPO); 4. update: on PPO mini-batches, the clipped surrogate
+with optional KL to the initial model and entropy bonus, the log-probs at the sampling temperature (the
+distribution the rollout drew from); an update whose gradient is not finite is skipped.
 Every prompt and sample is a pure function of (seed, step, prompt, sample index), so a resumed run and a run
 on any number of ranks draw the same ones. The run folder (checkpoints, metrics.jsonl, samples.jsonl, hf/) is
 common.py's, as train.py's.
 """
 import hashlib
 import json
+import math
 import os
 import re
 import shlex
@@ -28,8 +31,8 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 from tqdm import tqdm
 
 import eval as evaluation
-from common import (all_max, all_sum, autocast, barrier, clip_gradients, launch, local_or_hub, parallelize,
-                    start_run)
+from common import (all_max, all_sum, autocast, barrier, clip_gradients, latest_checkpoint, launch, local_or_hub,
+                    parallelize, start_run)
 from data import resolve_inputs
 from grader import extract_answer, grade_many
 from model import Llama
@@ -75,6 +78,7 @@ class Config:
     lr: float = 1e-6
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    max_bad_steps: int = 3             # steps in a row with a non-finite loss or gradient before the run stops
     max_steps: int = 200
     # held-out evaluation, greedy, through eval.py
     eval_data: str = "data/benchmarks"
@@ -192,14 +196,15 @@ def length_at(step, schedule):
 
 
 def rollout(policy, tokenizer, prompts, seeds, cfg, max_new_tokens):
-    """Sample a completion per prompt string: (token lists, completion texts cut at the stop string)."""
+    """Sample a completion per prompt string: (prompt token lists, completion token lists, their texts as eval.py
+    grades them)."""
     stops = evaluation.TEMPLATES[cfg.template]["stop"]
     encoded = [[tokenizer.bos_id] + tokenizer.encode(p) for p in prompts]
     tokens, _ = policy.generate(encoded, max_new_tokens, cfg.temperature, cfg.top_p,
                                 stop_ids=[tokenizer.eos_id, tokenizer.eot_id], seed=seeds, stop_strings=stops,
                                 decode=tokenizer.decode, compile=cfg.compile, kv_budget=cfg.kv_budget or None,
                                 max_batch=cfg.gen_batch)
-    return encoded, tokens, [evaluation.cut_at_stop(tokenizer.decode(t), stops) for t in tokens]
+    return encoded, tokens, [evaluation.completion_text(t, tokenizer, stops) for t in tokens]
 
 
 def sync_weights(rollout_model, model):
@@ -211,10 +216,11 @@ def sync_weights(rollout_model, model):
 
 
 @torch.no_grad()
-def all_logprobs(model, x, y, micro_batch, device):
-    """Per-token log-probs (float32, (B, T)) of every row's targets, a micro-batch at a time, without gradients."""
-    return torch.cat([model.logprobs(x[i:i + micro_batch].to(device), y[i:i + micro_batch].to(device))[0]
-                      for i in range(0, len(x), micro_batch)]).float()
+def all_logprobs(model, x, y, micro_batch, device, temperature=1.0):
+    """Per-token log-probs (float32, (B, T)) of every row's targets at temperature, a micro-batch at a time,
+    without gradients."""
+    return torch.cat([model.logprobs(x[i:i + micro_batch].to(device), y[i:i + micro_batch].to(device),
+                                     temperature=temperature)[0] for i in range(0, len(x), micro_batch)]).float()
 
 
 def pad(rows, value):
@@ -255,6 +261,10 @@ def ensure_init(cfg, rank):
 
 
 def check_config(cfg, world_size):
+    if cfg.top_p != 1.0:
+        raise ValueError(f"top_p={cfg.top_p}: the learner's log-probs are of the full tempered distribution, not of "
+                         "the top-p truncated one the rollout would sample from, so the update would be off-policy; "
+                         "use top_p=1.0 (temperature is accounted for)")
     P, M = cfg.prompts_per_step, cfg.mini_batch_prompts
     if P % M or M % world_size:
         raise ValueError(f"prompts_per_step={P} must be a multiple of mini_batch_prompts={M}, and that of "
@@ -304,7 +314,7 @@ def main(cfg):
             tqdm.write(f"step {step}: held-out greedy accuracy {results}")
         return results
 
-    bar = run.progress(step)
+    bar, bad = run.progress(step), 0  # bad: steps in a row with a skipped update
     sync_weights(policy, model)
     if step == 0 and cfg.eval_every:  # the starting point of the held-out curve
         run.log({"step": 0, **held_out_eval()})
@@ -339,10 +349,10 @@ def main(cfg):
         mask &= keep[:, None]
         on_policy = P == M  # one optimizer step per rollout: the old log-probs are the current ones, no extra pass
         with amp:
-            old = None if on_policy else all_logprobs(model, x, y, cfg.micro_batch, device)
-            ref = all_logprobs(reference, x, y, cfg.micro_batch, device) if reference else None
+            old = None if on_policy else all_logprobs(model, x, y, cfg.micro_batch, device, cfg.temperature)
+            ref = all_logprobs(reference, x, y, cfg.micro_batch, device, cfg.temperature) if reference else None
         per_update = M // world_size * G  # this rank's sequences in one mini-batch
-        sums = dict.fromkeys(["loss", "clip_frac", "kl", "entropy", "grad_norm"], 0.0)
+        sums, skipped = dict.fromkeys(["loss", "clip_frac", "kl", "entropy", "grad_norm"], 0.0), 0
         for u in range(P // M):
             rows = range(u * per_update, (u + 1) * per_update)
             n_tokens = all_sum(mask[rows.start:rows.stop].sum().item(), device)
@@ -360,8 +370,8 @@ def main(cfg):
                 xb, yb, mb = (t[s, :width].to(device) for t in (x, y, mask))
                 if world_size > 1:
                     model.set_requires_gradient_sync(m == len(micro) - 1)
-                with amp:
-                    logprobs, entropy = model.logprobs(xb, yb, entropy=True)
+                with amp:  # at the sampling temperature: the distribution the rollout drew from
+                    logprobs, entropy = model.logprobs(xb, yb, entropy=True, temperature=cfg.temperature)
                 old_logprobs = logprobs.detach().float() if on_policy else old[s, :width].to(device)
                 loss, stats = policy_loss(
                     logprobs.float(), old_logprobs, advantages[s].to(device), mb, cfg.clip_low,
@@ -372,8 +382,12 @@ def main(cfg):
                 n = mb.sum().item()
                 for key in ("clip_frac", "kl", "entropy"):
                     sums[key] += stats[key].item() * n / max(n_tokens, 1)
-            sums["grad_norm"] += clip_gradients(model, cfg.grad_clip)
-            optimizer.step()
+            grad_norm = clip_gradients(model, cfg.grad_clip)  # over every rank's shards: all ranks agree
+            if math.isfinite(grad_norm):  # a NaN or inf loss gives a non-finite gradient: that update is skipped
+                optimizer.step()
+            else:
+                skipped += 1
+            sums["grad_norm"] += grad_norm
             optimizer.zero_grad(set_to_none=True)
         t_update = time.perf_counter() - t1
         step += 1
@@ -392,6 +406,8 @@ def main(cfg):
                "grad_norm": sums["grad_norm"] / (P // M), "lr": cfg.lr,
                "rollout_tok_per_s": all_sum(gen_tokens, device) / t_rollout,
                "update_tok_per_s": all_sum(int(mask.sum()), device) / t_update}
+        if skipped:
+            row["skipped"] = skipped
         if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.max_steps):
             row |= held_out_eval()
         run.log(row)
@@ -401,6 +417,13 @@ def main(cfg):
                      "reward": r}, "samples")
         bar.update(1)
         bar.set_postfix(reward=f"{row['reward']:.3f}", len=f"{row['response_len']:.0f}", loss=f"{row['loss']:.4f}")
+        bad = bad + 1 if skipped else 0
+        if skipped and rank == 0:
+            tqdm.write(f"step {step}: {skipped} of {P // M} updates had a non-finite loss or gradient: skipped")
+        if bad >= cfg.max_bad_steps:
+            raise RuntimeError(f"{bad} steps in a row had a non-finite loss or gradient (the last: step {step}); "
+                               f"stopping. The last good checkpoint, {latest_checkpoint(cfg.out_dir)}, is untouched: "
+                               "lower lr or check the rewards, then re-run to resume from it.")
         run.checkpoint(step, model, optimizer)
     run.finish(model, tokenizer)
 

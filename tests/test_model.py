@@ -178,6 +178,12 @@ def test_per_token_logprobs_and_entropy_match_full_logits():
     g, = torch.autograd.grad((logprobs * entropy).sum(), model.lm_head.weight)
     r, = torch.autograd.grad((expected * -(full.exp() * full).sum(-1)).sum(), model.lm_head.weight)
     assert (g - r).abs().max() < 1e-10
+    # at a sampling temperature (rl.py's learner): the tempered distribution the rollout drew from
+    hot, hot_entropy = model.logprobs(tokens, targets, entropy=True, temperature=0.7)
+    tempered = F.log_softmax(model(tokens) / 0.7, dim=-1)
+    expected = tempered.gather(-1, targets.clamp(min=0)[..., None])[..., 0].masked_fill(targets == -100, 0)
+    assert (hot - expected).abs().max() < 1e-12 and (hot - logprobs).abs().max() > 1e-3
+    assert (hot_entropy - -(tempered.exp() * tempered).sum(-1)).abs().max() < 1e-12
 
 
 def greedy_uncached(model, prompt, n):

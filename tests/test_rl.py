@@ -14,7 +14,14 @@ import pytest
 import torch
 from conftest import free_port
 
+import eval as evaluation
+import rl as R
+from common import load_checkpoint
+from configurator import configure
+from grader import grade_many
+from model import Llama
 from rl import Config, aggregate, ensure_init, group_advantages, length_at, policy_loss, prompt_indices, sample_seed
+from tokenizer import Tokenizer
 
 
 def test_group_advantages_by_hand():
@@ -130,6 +137,28 @@ def test_prompts_and_seeds_are_pure_functions_of_the_step():
     assert sample_seed(0, 1, 2, 3) == sample_seed(0, 1, 2, 3) != sample_seed(0, 1, 2, 4)
 
 
+def test_reward_grades_the_text_eval_grades():
+    """The stop token is no text of a completion: "The answer is 42<|end_of_text|>" would be no answer."""
+    tokenizer = Tokenizer.train(["The answer is 42. So x = 3, and Problem: next."] * 20, 300)
+
+    class Scripted:  # a policy that answers every prompt with the same tokens, then EOS
+        def generate(self, prompts, *args, **kwargs):
+            return [tokenizer.encode(text) + [tokenizer.eos_id] for text in TEXTS][:len(prompts)], None
+
+    TEXTS = ["The answer is 42", "So x = 3.\n\nProblem: next", "The answer is 42."]
+    cfg = Config(template="qa")
+    _, tokens, texts = R.rollout(Scripted(), tokenizer, ["q"] * 3, [1, 2, 3], cfg, 16)
+    stops = evaluation.TEMPLATES["qa"]["stop"]
+    assert texts == [evaluation.completion_text(t, tokenizer, stops) for t in tokens]
+    assert "<|end_of_text|>" not in "".join(texts) and texts[0] == "The answer is 42"
+    assert grade_many([(t, "42") for t in texts]) == [True, False, True]  # as eval.py grades the same completions
+
+
+def test_top_p_below_one_is_refused():
+    with pytest.raises(ValueError, match="top_p=0.9.*off-policy"):
+        R.check_config(Config(top_p=0.9, prompts_per_step=4, mini_batch_prompts=2), 1)
+
+
 def test_progressive_response_length():
     assert [length_at(s, {0: 4096, 100: 8192}) for s in (0, 99, 100, 500)] == [4096, 4096, 8192, 8192]
     assert length_at(7, 256) == 256
@@ -201,6 +230,31 @@ def test_rl_tiny_learns(clone, out):
     assert last >= first + 0.2, (first, last)
     assert evals[-1][1] >= evals[0][1] + 0.05, evals  # held-out greedy accuracy, 200 problems never trained on
     assert (clone / out / "hf" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_non_finite_updates_are_skipped_then_the_run_stops_with_its_checkpoints_intact(clone, monkeypatch):
+    calls = {"n": 0}
+    loss_fn = R.policy_loss
+
+    def poisoned(*args, **kwargs):  # 4 calls a step (2 updates x 2 micro-batches): steps 2 and 4 on give NaN
+        calls["n"] += 1
+        loss, stats = loss_fn(*args, **kwargs)
+        step = (calls["n"] - 1) // 4 + 1
+        return (loss * float("nan"), stats) if step == 2 or step >= 4 else (loss, stats)
+
+    monkeypatch.setattr(R, "policy_loss", poisoned)
+    monkeypatch.chdir(clone)
+    cfg = configure(Config(), ["configs/rl_tiny.py", *SMALL, "--out_dir=out/nan"])
+    with pytest.raises(RuntimeError, match="3 steps in a row"):
+        R.main(cfg)
+    metrics = [r for r in rows(clone / "out/nan/metrics.jsonl") if "reward" in r]
+    assert [(r["step"], r.get("skipped")) for r in metrics if r.get("skipped")] == [(2, 2), (4, 2), (5, 2), (6, 2)]
+    assert sorted(os.listdir(clone / "out/nan/ckpt")) == ["step_000002", "step_000004"]  # not step 6
+    assert not (clone / "out/nan/hf").exists()
+    model = Llama.from_pretrained(str(clone / "out/rl_tiny/hf"))  # (shapes); the checkpoint's weights are finite
+    load_checkpoint(str(clone / "out/nan/ckpt/step_000004"), model)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 @pytest.mark.slow

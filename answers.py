@@ -49,19 +49,19 @@ def extract_answer(text, prose=True, last_number=False):
 def candidates(text, prose=True, last_number=False):
     """The final answer in text, the last one marked: the last \\boxed{} (or \\fbox{}), with the boxes just
     before it that only a BOX_GAP parts from it (\\boxed{1}, \\boxed{2}: one answer, "1, 2"; so is "\\boxed{1}
-    papers and \\boxed{2} bins"); or what follows the last 'the answer is' or
-    'final answer:' when that comes after the last box and the last '####' (in a sentence, its last math-mode
-    expression or number); else the rest of the line after '####' (GSM8K); else, in prose (unless prose=False: a gold in prose is its own answer), the last math-mode
-    expression or, with last_number, the last number outside math, whichever comes last; else all of text
-    when it is itself a short bare answer. None when there is no answer. Returns (answer, the whole sentence
+    papers and \\boxed{2} bins"); or what follows the last 'the answer is' or 'final answer:' when that comes
+    after the last box and the last '####' (in a sentence, its last math-mode expression or number); else the
+    rest of the line after '####' (GSM8K); else, in prose (unless prose=False: a gold in prose is its own
+    answer), the last math-mode expression or, with last_number, the last number outside math, whichever comes
+    last; else all of text when it is itself a short bare answer. None when there is no answer. Returns (answer, the whole sentence
     when the answer was taken out of one, else None): the sentence is a second reading, so a gold that is
     itself a sentence still matches it."""
     if not isinstance(text, str):
         raise TypeError(f"extract_answer expects a str, got {type(text).__name__}")
     box, hashes, marker = _last_box(text, len(text)), text.rfind("####"), None
-    for marker in ANSWER_IS.finditer(text):
+    for marker in ANSWER_IS.finditer(text, max(box, hashes) + 1):  # only a marker after them both can count
         pass
-    if marker and marker.start() > max(box, hashes):  # "\\boxed{200} ... The final answer is $10,455$": the later
+    if marker:  # "\\boxed{200} ... The final answer is $10,455$": the later answer
         found = _after_marker(text, marker)
         bare = found[1] is None and found[0] is not None and not _is_prose(found[0])
         if bare or (box < 0 and hashes < 0):  # after a box, only a bare answer ("The answer is 12 because...": the box)
@@ -92,7 +92,7 @@ def _is_prose(text):
 
 
 def _after_marker(text, marker):
-    """(answer, sentence) after an 'the answer is' match: the rest of its line, up to the end of the sentence
+    """(answer, sentence) after a 'the answer is' match: the rest of its line, up to the end of the sentence
     (a period, not a decimal point); in a sentence, its last math-mode expression or number."""
     line = text[marker.end():marker.end() + MAX_ANSWER].split("\n", 1)[0]
     sentence = re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]  # "." then space or end

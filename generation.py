@@ -233,7 +233,7 @@ class StopStrings:
 
 def budget_rows(kv_budget, row_len, cfg, dtype, device):
     """How many cache rows of row_len tokens kv_budget holds (see generate); an error if not even one."""
-    per_token = 2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * torch.tensor([], dtype=dtype).element_size()
+    per_token = kv_token_bytes(cfg, dtype)
     if kv_budget == "all" or (kv_budget is None and torch.device(device).type != "cuda"):
         return 2**62
     if kv_budget is None:  # most of what is free now: the weights are loaded, activations need the rest
@@ -249,6 +249,11 @@ def budget_rows(kv_budget, row_len, cfg, dtype, device):
                          f"max_new_tokens is {row_len} tokens ({row_len * per_token / 2**20:.1f} MiB); raise the "
                          "budget or lower max_new_tokens")
     return tokens // row_len
+
+
+def kv_token_bytes(cfg, dtype):
+    """The bytes one token takes in the cache: its key and value in every layer."""
+    return 2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * torch.tensor([], dtype=dtype).element_size()
 
 
 def parse_size(text):

@@ -358,6 +358,11 @@ def _is_matrix(value):
     return isinstance(value, tuple) and value[-1] == "matrix"
 
 
+def _entries(value, f):
+    """f on each entry of value, nested tuples."""
+    return ("tuple", [_entries(x, f) for x in value[1]]) if tag(value) == "tuple" else f(_expr(value))
+
+
 def _entrywise(a, b, f):
     """f on the entries of a and b, nested tuples of one shape."""
     if tag(a) == tag(b) == "tuple" and len(a[1]) == len(b[1]):
@@ -382,7 +387,7 @@ def _times(a, b):
         return ("tuple", [("tuple", list(product.row(i))) for i in range(product.rows)], "matrix")
     if _is_matrix(a) or _is_matrix(b):
         scalar, matrix = (a, b) if _is_matrix(b) else (b, a)
-        return (*_entrywise(matrix, matrix, lambda x, _: _expr(scalar) * x), "matrix")
+        return (*_entries(matrix, lambda x: _expr(scalar) * x), "matrix")
     return _expr(a) * _expr(b)
 
 

@@ -118,7 +118,7 @@ def engine_run(model, prompts, kw, how, rows):
     return total
 
 
-def engine_rows(models, args, device, dtype):
+def engine_rows(models, args, dtype):
     """The continuous-batching table's markdown rows."""
     made = []
 
@@ -127,7 +127,15 @@ def engine_rows(models, args, device, dtype):
             super().__init__(*a, **k)
             made.append(self.nbytes())
 
-    generation.KVCache = Recorded  # counts the cache of every call the bench makes
+    original, generation.KVCache = generation.KVCache, Recorded  # counts the cache of every call the bench makes
+    try:
+        return engine_table(models, args, dtype, made)
+    finally:
+        generation.KVCache = original
+
+
+def engine_table(models, args, dtype, made):
+    """engine_rows' table, made: the bytes of each cache allocated since it was last cleared."""
     out = ["", "## Continuous batching under a KV budget", "",
            "| model | workload | mean / max new tokens | KV budget (rows) | chunked tok/s | budget tok/s "
            "| budget / chunked | peak KV chunked | peak KV budget | budget limit | no budget (all) tok/s "
@@ -136,20 +144,17 @@ def engine_rows(models, args, device, dtype):
         for name, (prompts, kw) in engine_workloads(model.config, args).items():
             rows = len(prompts) // 4
             row_len = max(map(len, prompts)) + kw["max_new_tokens"]
-            per_token = 2 * model.config.n_layers * model.config.n_kv_heads * model.config.head_dim * \
-                torch.tensor([], dtype=dtype).element_size()
-            peaks = {}
-            fns = []
+            peaks, totals, fns = {}, {}, []
             for how in ("chunked", "budget", "all"):
                 def fn(how=how):
                     made.clear()
-                    n = engine_run(model, prompts, kw, how, rows)
+                    totals[how] = engine_run(model, prompts, kw, how, rows)
                     peaks[how] = max(made)
-                    return n
+                    return totals[how]
                 fns.append(fn)
             chunked, budget, unlimited = timed(fns, args.repeats)
-            mean = engine_run(model, prompts, kw, "all", rows) / len(prompts)
-            limit = rows * row_len * per_token
+            mean = totals["all"] / len(prompts)
+            limit = rows * row_len * generation.kv_token_bytes(model.config, dtype)
             assert peaks["budget"] <= limit and peaks["chunked"] <= limit
             row = (f"| {label} | {name} | {mean:.0f} / {kw['max_new_tokens']} | {rows} | {chunked:,.0f} "
                    f"| {budget:,.0f} | {budget / chunked:.2f}x "
@@ -158,7 +163,6 @@ def engine_rows(models, args, device, dtype):
                    f"| {unlimited:,.0f} | {unlimited / budget:.2f}x |")
             out.append(row)
             print(row, flush=True)
-    generation.KVCache = Recorded.__mro__[1]
     return out
 
 
@@ -252,7 +256,7 @@ def main():
     if cuda:
         rows.append(f"\nFloor: every weight and the visible KV cache read once per step at the measured copy "
                     f"bandwidth ({bandwidth / 1e12:.2f} TB/s); prefill is included in our time, not in the floor.")
-    rows += engine_rows(loaded, args, device, dtype) if args.engine != "no" else []
+    rows += engine_rows(loaded, args, dtype) if args.engine != "no" else []
     out = args.out or os.path.join(ROOT, "bench", "results", f"generate_{device}.md")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:

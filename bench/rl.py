@@ -74,7 +74,7 @@ def rl_math_kv(gpu_bytes=80 * 2**30, ranks=8, prompt_len=512, rows=256):
         cfg = ModelConfig.preset(preset)
         with torch.device("meta"):  # shapes only, no memory
             params = sum(p.numel() for p in Llama(cfg).parameters())
-        per_token = 2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * 2
+        per_token = generation.kv_token_bytes(cfg, torch.bfloat16)
         free = gpu_bytes - 2 * params - 16 * params / ranks - 2 * 2**30
         budget = generation.GPU_SHARE * free
         fits = [min(rows, int(budget // ((prompt_len + new) * per_token))) for new in (4096, 8192)]

@@ -53,9 +53,9 @@ def candidates(text, prose=True, last_number=False):
     after the last box and the last '####' (in a sentence, its last math-mode expression or number); else the
     rest of the line after '####' (GSM8K); else, in prose (unless prose=False: a gold in prose is its own
     answer), the last math-mode expression or, with last_number, the last number outside math, whichever comes
-    last; else all of text when it is itself a short bare answer. None when there is no answer. Returns (answer, the whole sentence
-    when the answer was taken out of one, else None): the sentence is a second reading, so a gold that is
-    itself a sentence still matches it."""
+    last; else all of text when it is itself a short bare answer. None when there is no answer. Returns
+    (answer, the whole sentence when the answer was taken out of one, else None): the sentence is a second
+    reading, so a gold that is itself a sentence still matches it."""
     if not isinstance(text, str):
         raise TypeError(f"extract_answer expects a str, got {type(text).__name__}")
     box, hashes, marker = _last_box(text, len(text)), text.rfind("####"), None

@@ -5,19 +5,29 @@ a prompt's sample does not depend on what else is being generated, up to floatin
 tokens are those of the prompt generated alone; in bf16 a matrix product's rounding differs with the batch's
 size, and a token drawn close to a boundary of the distribution can come out differently.
 
-The loop is continuous batching under a memory budget. The cache is `slots` fixed rows, each long enough for
-the longest prompt plus max_new_tokens, as many as kv_budget holds (a token count, or a size like "20GB";
-the default on CUDA is most of the memory free after the weights, elsewhere a row for every prompt). Prompts
-wait in a queue in the order given; whenever rows are free, the next prompts join: their prompts are run
-through the model once (prompts repeated in the queue, a GRPO group's or avg@k's samples, run once and their
-keys and values copied into each sample's row), then every live row decodes one token per step. A row that
-finishes (a stop id, a stop string, max_new_tokens) leaves at once and the last live row moves into its
-place, so the live rows are always a prefix of the cache and a long answer never holds up the rest. Memory
-never exceeds slots x row length, whatever the number of prompts. kv_budget="all" is one row per prompt:
-everything in one batch, as a plain batched loop does.
+The loop is continuous batching under a memory budget (kv_budget: a token count, or a size like "20GB"; the
+default on CUDA is most of the memory free after the weights, elsewhere a row for every prompt). Prompts wait
+in a queue in the order given; whenever rows are free, the next prompts join: their prompts are run through
+the model once (prompts repeated in the queue, a GRPO group's or avg@k's samples, run once and their keys and
+values copied into each sample's row), then every decoding row adds one token per step. A row that finishes (a
+stop id, a stop string, max_new_tokens) leaves at once, so a long answer never holds up the rest.
+
+The cache is fixed rows in two tiers. Long rows hold the longest prompt plus max_new_tokens; short rows the
+longest prompt plus a quarter of that (SHORT_NEW). Most answers are much shorter than the limit, so a budget
+too small for a long row per prompt keeps half of it as long rows and the other half as short ones: up to 2.5
+times as many rows in the same memory when prompts are short next to max_new_tokens (1.6 times in
+bench/generate.py's RL workload), and more rows decoding at once is what makes a step's work pay. A prompt joins a short
+row; one that fills its short row waits there, not decoding, until a long row is free, and then its keys and
+values move up. Long rows always finish, so waiting rows always move on. Within a tier the decoding rows are
+the first rows (the waiting ones after them), so each tier's attention reads one slice of its cache, and a
+decode step's batch is the short tier's decoding rows, then the long tier's. Rows move only when the set of
+rows changes (a finish, a join, a move up), copying just the rows whose slot must change. Memory never exceeds
+kv_budget, whatever the number of prompts; kv_budget="all" is one long row per prompt: everything in one
+batch, as a plain batched loop does.
 
 Per step the host copies the new tokens and their log-probs from the device once, appends them, and decodes
-text only for the rows whose new token may finish a stop string; rows joining and leaving cost work then only.
+text only for the rows whose new token may finish a stop string; rows joining, leaving and moving cost work
+then only.
 """
 import functools
 import re
@@ -29,59 +39,73 @@ import torch.nn.functional as F
 
 JOIN_SHARE = 0.125  # of the cache's rows, how many must be free before waiting prompts join (a batched prefill)
 GPU_SHARE = 0.7  # of the CUDA memory free at the call, what the default kv_budget takes (the rest: activations)
+SHORT_NEW = 0.25  # of max_new_tokens, what a short row holds after the longest prompt
+SHORT_SHARE = 0.5  # of a budget too small for a long row per prompt, the share given to short rows
 
 
 class KVCache:
-    """Keys and values of `slots` rows of up to `row_len` tokens, preallocated as (slots, Hkv, row_len, D) per
-    layer: row b's tokens sit at positions [0, its length). The live rows are the prefix [0, n). model.py's
-    attention fills it while prefilling (rows `self.fill`, from position 0) and reads it while decoding."""
+    """Keys and values in tiers of fixed rows: tier t is shapes[t] = (rows, row_len), preallocated as
+    (rows, Hkv, row_len, D) per layer, shortest tier first; a row's tokens sit at positions [0, its length).
+    The decoding rows of tier t are its first active[t] rows, and a decode step's batch is tier 0's decoding
+    rows, then tier 1's. model.py's attention fills it while prefilling (self.fill) and reads it while decoding."""
 
-    def __init__(self, cfg, slots, row_len, dtype, device):
+    def __init__(self, cfg, shapes, dtype, device):
         # zeros, not empty: a masked slot gets weight 0, and 0 * NaN from stale memory would be NaN
-        shape = (slots, cfg.n_kv_heads, row_len, cfg.head_dim)
-        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.n_layers)]
-        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.n_layers)]
-        self.n, self.decoding, self.fill = 0, False, None
+        def zeros(rows, row_len):
+            return torch.zeros((rows, cfg.n_kv_heads, row_len, cfg.head_dim), dtype=dtype, device=device)
+        self.shapes = list(shapes)
+        self.k = [[zeros(*shape) for _ in range(cfg.n_layers)] for shape in self.shapes]
+        self.v = [[zeros(*shape) for _ in range(cfg.n_layers)] for shape in self.shapes]
+        self.active, self.decoding, self.fill = [0] * len(self.shapes), False, {}
 
     def nbytes(self):
-        return sum(t.numel() * t.element_size() for t in self.k + self.v)
+        return sum(t.numel() * t.element_size() for tier in self.k + self.v for t in tier)
 
-    def prefill(self, layer, k, v):  # prompts (right-padded) into rows self.fill, from position 0
-        self.k[layer][self.fill, :, :k.shape[1]] = k.transpose(1, 2)
-        self.v[layer][self.fill, :, :v.shape[1]] = v.transpose(1, 2)
+    def prefill(self, layer, k, v):
+        """Prompts (right-padded, k and v (B, T, Hkv, D)) into rows from position 0: self.fill is
+        {tier: (which of the B, their rows)}."""
+        for t, (which, rows) in self.fill.items():
+            width = min(k.shape[1], self.shapes[t][1])  # past a prompt's own length it is padding, never seen
+            self.k[t][layer][rows, :, :width] = k[which, :width].transpose(1, 2)
+            self.v[t][layer][rows, :, :width] = v[which, :width].transpose(1, 2)
 
-    def copy_rows(self, sources, targets, length):
-        """Rows targets take the first `length` positions of rows sources (a shared prompt)."""
-        for buffer in self.k + self.v:
-            buffer[targets, :, :length] = buffer[sources, :, :length]
+    def copy(self, moves):
+        """moves: [((tier, row), (tier, row), positions)], each target row taking the first `positions` of its
+        source's; every source is read before any target is written, so rows may trade places."""
+        groups = {}
+        for (ts, s), (td, d), n in moves:
+            sources, targets, width = groups.setdefault((ts, td), ([], [], [0]))
+            sources.append(s), targets.append(d)
+            width[0] = max(width[0], n)
+        for buffers in (self.k, self.v):
+            for layer in range(len(buffers[0])):
+                read = [(td, d, w[0], buffers[ts][layer][s, :, :w[0]]) for (ts, td), (s, d, w) in groups.items()]
+                for td, d, w, rows in read:
+                    buffers[td][layer][d, :, :w] = rows
 
-    def set_positions(self, pos, length):
-        """Decode next at position pos[b] of live row b; length = max(pos) + 1, a python int (no GPU sync).
-        The mask of visible positions is made here once per step, not once per layer."""
-        self.decoding, self.pos, self.length = True, pos, length
-        self.rows = torch.arange(len(pos), device=pos.device)
-        self.visible = (torch.arange(length, device=pos.device) <= pos[:, None])[:, None, None, :]
+    def set_positions(self, pos, lengths):
+        """Decode next at position pos[b] of the batch's row b (a tensor in batch order); lengths[t] = the
+        largest position of tier t's decoding rows + 1, python ints (no GPU sync). The masks of visible
+        positions are made here once per step, not once per layer."""
+        self.decoding, self.pos, self.lengths, self.parts = True, pos, lengths, []
+        start = 0
+        for t, n in enumerate(self.active):
+            if n:
+                p = pos[start:start + n]
+                visible = (torch.arange(lengths[t], device=pos.device) <= p[:, None])[:, None, None, :]
+                self.parts.append((t, start, torch.arange(n, device=pos.device), p, visible))
+                start += n
 
-    def append(self, layer, k, v):  # one new token per live row; returns the visible cache
-        self.k[layer][self.rows, :, self.pos] = k[:, 0]
-        self.v[layer][self.rows, :, self.pos] = v[:, 0]
-        return self.k[layer][:self.n, :, :self.length], self.v[layer][:self.n, :, :self.length]
-
-    def drop(self, finished):
-        """Take live rows out: the last live rows move into their places, so a finish copies one row, not the
-        whole cache, and the live rows stay a prefix. Returns, for each row left, the index it had before."""
-        n, finished = self.n, set(finished)
-        m = n - len(finished)
-        holes = [j for j in sorted(finished) if j < m]
-        movers = [j for j in range(m, n) if j not in finished]
-        if holes:
-            for buffer in self.k + self.v:
-                buffer[holes] = buffer[movers]
-        self.n = m
-        order = list(range(m))
-        for hole, mover in zip(holes, movers):
-            order[hole] = mover
-        return order
+    def append(self, layer, k, v):
+        """One new token per decoding row (k, v (B, 1, Hkv, D)) into its row; per tier with decoding rows,
+        (the batch's rows, visible keys, values, mask) to attend over."""
+        out = []
+        for t, start, rows, p, visible in self.parts:
+            K, V, n = self.k[t][layer], self.v[t][layer], len(p)
+            K[rows, :, p] = k[start:start + n, 0]
+            V[rows, :, p] = v[start:start + n, 0]
+            out.append((slice(start, start + n), K[:n, :, :visible.shape[-1]], V[:n, :, :visible.shape[-1]], visible))
+        return out
 
 
 @torch.no_grad()
@@ -96,108 +120,163 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_p=1.0, stop_id
     rounding: see the module docstring).
     None draws the seed from torch's global generator. stop_strings need decode (token ids -> str).
     kv_budget: the cache's size, in tokens (an int, or its digits) or bytes ("20GB", "512MB"); None: the
-    default (see the module docstring); "all": a row per prompt. max_batch caps the rows decoding at once. on_done(i) is
+    default (see the module docstring); "all": a row per prompt. max_batch caps the cache's rows. on_done(i) is
     called as prompt i finishes. compile: run each decode step through torch.compile (dynamic shapes: a few
-    graphs, a batch of one row among them, not one per batch size or cache length; worth its compile time on
-    long generations, on a GPU above all)."""
+    graphs, one for each tier or both, a tier of one row among them, not one per batch size or cache length;
+    worth its compile time on long generations, on a GPU above all)."""
     cfg, device, dtype = model.config, model.lm_head.weight.device, model.lm_head.weight.dtype
     check_generate_args(prompts, max_new_tokens, temperature, top_p, cfg)
     if stop_strings and decode is None:
         raise ValueError("stop_strings need decode=, e.g. tokenizer.decode, to read the generated text")
     B, lens = len(prompts), [len(p) for p in prompts]
-    row_len = max(lens) + max_new_tokens
-    if row_len > cfg.max_seq_len:
+    if max(lens) + max_new_tokens > cfg.max_seq_len:
         raise ValueError(f"the longest prompt ({max(lens)} tokens) plus max_new_tokens={max_new_tokens} "
                          f"exceeds the model's max_seq_len={cfg.max_seq_len}; shorten one or the other")
-    slots = min(B, max_batch or B, budget_rows(kv_budget, row_len, cfg, dtype, device))
+    tokens = budget_tokens(kv_budget, max(lens) + max_new_tokens, cfg, dtype, device)
+    cache = KVCache(cfg, layout(min(B, max_batch or B), max(lens), max_new_tokens, tokens), dtype, device)
+    caps = [row_len for _, row_len in cache.shapes]
     seeds, stop_ids = row_seeds(seed, B), set(stop_ids)
     stops = StopStrings(stop_strings, decode)
-    cache = KVCache(cfg, slots, row_len, dtype, device)
     out_tokens, out_logprobs = [[] for _ in range(B)], [[] for _ in range(B)]
-    queue, rows = deque(range(B)), []  # rows: the prompt index of each live row
-    tok = pos = None  # per live row, on the device: its last token, and the position it goes to
-    length = 0  # max(pos) + 1 (a python int)
-    step_logits = compiled(decode_step) if compile else decode_step
+    queue = deque(range(B))
+    tiers = [[] for _ in caps]  # per tier, the prompt in each of its live rows: decoding ones, then waiting ones
+    where = {}  # a live prompt's (tier, row)
+    done, changed = set(), False  # prompts that finished; whether one finished or filled its row last step
+    batch, step_logits = [], compiled(decode_step) if compile else decode_step
+    rows_in_all = sum(n for n, _ in cache.shapes)
+
+    def position(i):  # where prompt i's next token goes (its last new token is not in the cache yet)
+        return lens[i] + len(out_tokens[i]) - 1
 
     def finished(i, t):  # whether prompt i's new token t ends it
         return t in stop_ids or len(out_tokens[i]) == max_new_tokens or stops.end(out_tokens[i])
 
-    while queue or rows:
-        # free rows: the next prompts join, each with its first token; a few at a time (JOIN_SHARE of the rows, or
-        # all when no row is left), so that a prefill is a batch, not a forward pass for every row that finishes
-        if queue and (not rows or slots - len(rows) >= min(len(queue), max(1, int(JOIN_SHARE * slots)))):
-            joining = [queue.popleft() for _ in range(min(slots - len(rows), len(queue)))]
-            logits = prefill(model, cache, [prompts[i] for i in joining], len(rows))
-            new_tok, new_logp = sample(logits, temperature, top_p, uniforms(seeds[joining], 0))
-            new_pos = torch.tensor([lens[i] for i in joining], device=device)  # where each first token goes
-            tok = new_tok if tok is None else torch.cat([tok, new_tok])
-            pos = new_pos if pos is None else torch.cat([pos, new_pos])
-            rows, cache.n = rows + joining, len(rows) + len(joining)
-            length = max(length, max(lens[i] for i in joining) + 1)
-            done = record(joining, new_tok, new_logp, out_tokens, out_logprobs, finished)
-            offset = len(rows) - len(joining)
-            tok, pos, rows, length = leave(cache, [offset + j for j in done], tok, pos, rows, length, lens,
-                                           out_tokens, on_done)
-            if not rows:
+    def recorded(rows, tok, logp):  # append the new tokens; whether a row finished or filled its row
+        ended = record(rows, tok, logp, out_tokens, out_logprobs, finished)
+        done.update(ended)
+        for i in ended if on_done else ():
+            on_done(i)
+        return bool(ended) or any(position(i) >= caps[where[i][0]] for i in rows)
+
+    while queue or where:
+        free = rows_in_all - len(where)
+        if changed or (queue and free >= min(len(queue), max(1, int(JOIN_SHARE * rows_in_all)))):
+            joining = schedule(tiers, cache, where, done, queue, lens, position)
+            changed = False
+            if joining:
+                logits = prefill(model, cache, [prompts[i] for i in joining], [where[i] for i in joining])
+                tok, logp = sample(logits, temperature, top_p, uniforms(seeds[joining], 0))
+                changed = recorded(joining, tok, logp)
+                if changed:  # some ended on their first token: out before decoding
+                    continue
+            batch = [i for t, rows in enumerate(tiers) for i in rows[:cache.active[t]]]
+            if not batch:
                 continue
-        cache.set_positions(pos, length)
+            tok = torch.tensor([out_tokens[i][-1] for i in batch], device=device)
+            pos = torch.tensor([position(i) for i in batch], device=device)
+            lengths = [max((position(i) for i in rows[:n]), default=-1) + 1 for rows, n in zip(tiers, cache.active)]
+        cache.set_positions(pos, lengths)
         logits = step_logits(model, tok, cache)
-        steps = np.array([len(out_tokens[i]) for i in rows], dtype=np.uint64)
-        tok, logp = sample(logits, temperature, top_p, uniforms(seeds[rows], steps))
-        done = record(rows, tok, logp, out_tokens, out_logprobs, finished)
-        pos, length = pos + 1, length + 1
-        tok, pos, rows, length = leave(cache, done, tok, pos, rows, length, lens, out_tokens, on_done)
+        steps = np.array([len(out_tokens[i]) for i in batch], dtype=np.uint64)
+        tok, logp = sample(logits, temperature, top_p, uniforms(seeds[batch], steps))
+        changed = recorded(batch, tok, logp)
+        pos, lengths = pos + 1, [n and n + 1 for n in lengths]
     return out_tokens, out_logprobs
 
 
-def prefill(model, cache, prompts, start):
-    """Run prompts through the model into cache rows start, start + 1, ...; each distinct prompt once, its
-    keys and values copied to the rows of its repeats. Returns each row's next-token logits (len(prompts), V)."""
-    device = cache.k[0].device
-    first = {}  # a prompt's first row among these
+def schedule(tiers, cache, where, done, queue, lens, position):
+    """The cache's rows after a change: finished prompts (done) leave, prompts that filled a short row move
+    up to free long rows, and the next prompts in the queue join (when JOIN_SHARE of the rows are free, or
+    none is live). Each tier's rows are then laid out decoding first, waiting after; a row keeps its place if
+    it is in its part already, and only the others are copied. Returns the prompts joining (their rows are
+    in `where`, to prefill)."""
+    caps = [row_len for _, row_len in cache.shapes]
+    room = [rows for rows, _ in cache.shapes]
+    new = [[i for i in rows if i not in done] for rows in tiers]
+    for t in range(len(new) - 2, -1, -1):  # up a tier, the first to fill their row first
+        up = [i for i in new[t] if position(i) >= caps[t]][:room[t + 1] - len(new[t + 1])]
+        new[t], new[t + 1] = [i for i in new[t] if i not in up], new[t + 1] + up
+    free = sum(room) - sum(map(len, new))
+    joining = []
+    if queue and (not any(new) or free >= min(len(queue), max(1, int(JOIN_SHARE * sum(room))))):
+        while queue:  # in order: a short row if the prompt fits one, else a long one
+            t = next((t for t in range(len(new)) if len(new[t]) < room[t] and lens[queue[0]] < caps[t]), None)
+            if t is None:
+                break
+            joining.append(queue.popleft())
+            new[t].append(joining[-1])
+    moves = []
+    for t, rows in enumerate(new):
+        decoding = [i for i in rows if position(i) < caps[t]]  # a joiner's position is its prompt's last
+        waiting = [i for i in rows if position(i) >= caps[t]]
+        parts = [(decoding, range(len(decoding))), (waiting, range(len(decoding), len(rows)))]
+        laid = [None] * len(rows)
+        for part, slots in parts:
+            stay = {i for i in part if where.get(i, (None,))[0] == t and where[i][1] in slots}
+            for i in stay:
+                laid[where[i][1]] = i
+            free_slots = iter(s for s in slots if laid[s] is None)
+            for i in part:
+                if i not in stay:
+                    laid[next(free_slots)] = i
+        for s, i in enumerate(laid):
+            if i in where and where[i] != (t, s):
+                moves.append((where[i], (t, s), position(i)))
+        tiers[t], cache.active[t] = laid, len(decoding)
+    cache.copy(moves)
+    for i in done:
+        where.pop(i, None)
+    where.update({i: (t, s) for t, rows in enumerate(tiers) for s, i in enumerate(rows)})
+    return joining
+
+
+def layout(n, longest, max_new_tokens, tokens):
+    """The cache's tiers [(rows, row_len)], shortest first, for n prompts within `tokens` cached tokens: one
+    long row a prompt if they fit, else short rows and long rows (see the module docstring)."""
+    full = longest + max_new_tokens
+    if tokens >= n * full:
+        return [(n, full)]
+    short = longest + max(1, int(SHORT_NEW * max_new_tokens))
+    long_rows = max(1, int((1 - SHORT_SHARE) * tokens) // full)
+    short_rows = min(n - long_rows, (tokens - long_rows * full) // short)
+    if short_rows < 1 or long_rows + short_rows <= tokens // full:  # no more rows than all long ones
+        return [(min(n, tokens // full), full)]
+    return [(short_rows, short), (long_rows, full)]
+
+
+def prefill(model, cache, prompts, targets):
+    """Run prompts through the model into their cache rows targets [(tier, row)]; each distinct prompt once,
+    its keys and values copied to the rows of its repeats. Returns each prompt's next-token logits (len, V)."""
+    device = cache.k[0][0].device
+    first = {}  # a prompt's first index among these
     for j, p in enumerate(prompts):
         first.setdefault(tuple(p), j)
     unique = sorted(set(first.values()))
     width = max(len(prompts[j]) for j in unique)
     tokens = torch.zeros(len(unique), width, dtype=torch.long)
+    cache.decoding, cache.fill = False, {}
     for r, j in enumerate(unique):  # right-padded: causal attention never lets a prompt see its padding
         tokens[r, :len(prompts[j])] = torch.tensor(prompts[j])
-    cache.decoding, cache.fill = False, torch.tensor([start + j for j in unique], device=device)
+        which, rows = cache.fill.setdefault(targets[j][0], ([], []))
+        which.append(r), rows.append(targets[j][1])
     h = model.hidden(tokens.to(device), torch.arange(width, device=device)[None], cache=cache)
     last = torch.tensor([len(prompts[j]) - 1 for j in unique], device=device)
     logits = model.lm_head(h[torch.arange(len(unique), device=device), last])
     source = [first[tuple(p)] for p in prompts]
-    repeats = [j for j in range(len(prompts)) if source[j] != j]
-    if repeats:
-        cache.copy_rows([start + source[j] for j in repeats], [start + j for j in repeats],
-                        max(len(prompts[j]) for j in repeats))
+    cache.copy([(targets[source[j]], targets[j], len(prompts[j])) for j in range(len(prompts)) if source[j] != j])
     return logits[torch.tensor([unique.index(s) for s in source], device=device)]
 
 
 def record(rows, tok, logp, out_tokens, out_logprobs, finished):
-    """Append each live row's new token and log-prob (one device-to-host copy); the rows that finished."""
+    """Append each row's new token and log-prob (one device-to-host copy); the prompts that finished."""
     both = torch.stack([tok.double(), logp.double()]).cpu()
     done = []
-    for j, (i, t, lp) in enumerate(zip(rows, both[0].long().tolist(), both[1].tolist())):
+    for i, t, lp in zip(rows, both[0].long().tolist(), both[1].tolist()):
         out_tokens[i].append(t)
         out_logprobs[i].append(lp)
         if finished(i, t):
-            done.append(j)
+            done.append(i)
     return done
-
-
-def leave(cache, done, tok, pos, rows, length, lens, out_tokens, on_done):
-    """Take finished rows out of the cache and of the per-row state; (tok, pos, rows, length) after."""
-    if not done:
-        return tok, pos, rows, length
-    if on_done:
-        for j in done:
-            on_done(rows[j])
-    order = cache.drop(done)
-    rows = [rows[j] for j in order]
-    index = torch.tensor(order, device=tok.device, dtype=torch.long)
-    length = max((lens[i] + len(out_tokens[i]) for i in rows), default=0)
-    return tok[index], pos[index], rows, length
 
 
 def decode_step(model, tok, cache):
@@ -231,8 +310,8 @@ class StopStrings:
         return self.closes[t] and any(s in self.decode(tokens[-self.tail:]) for s in self.strings)
 
 
-def budget_rows(kv_budget, row_len, cfg, dtype, device):
-    """How many cache rows of row_len tokens kv_budget holds (see generate); an error if not even one."""
+def budget_tokens(kv_budget, row_len, cfg, dtype, device):
+    """How many tokens kv_budget lets the cache hold (see generate); an error if not one row of row_len."""
     per_token = kv_token_bytes(cfg, dtype)
     if kv_budget == "all" or (kv_budget is None and torch.device(device).type != "cuda"):
         return 2**62
@@ -248,7 +327,7 @@ def budget_rows(kv_budget, row_len, cfg, dtype, device):
         raise ValueError(f"kv_budget={kv_budget!r} holds {tokens} tokens, less than one row: the longest prompt plus "
                          f"max_new_tokens is {row_len} tokens ({row_len * per_token / 2**20:.1f} MiB); raise the "
                          "budget or lower max_new_tokens")
-    return tokens // row_len
+    return tokens
 
 
 def kv_token_bytes(cfg, dtype):

@@ -138,7 +138,9 @@ class Attention(nn.Module):
         k = apply_rope(self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim), cos, sin)
         v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim)
         if cache is not None and cache.decoding:
-            y = decode_attention(q, *cache.append(self.layer, k, v), cache.visible)
+            # a tier of the cache at a time (generation.py's short rows, then its long ones)
+            y = torch.cat([decode_attention(q[rows], k_, v_, visible)
+                           for rows, k_, v_, visible in cache.append(self.layer, k, v)])
         else:
             if cache is not None:
                 cache.prefill(self.layer, k, v)

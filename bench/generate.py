@@ -11,7 +11,8 @@ we drop it).
 Then continuous batching under a KV budget (generate's kv_budget) against the way to stay within the same memory
 without it, chunks of prompts generated one after another, on an RL workload (16 prompts x 8 samples, sampled,
 ragged stops and the qa template's stop string) and an eval workload (200 greedy prompts of mixed length, ragged
-stops), at a budget of a quarter of the requests' full-length rows; and with no budget at all ("all").
+stops), at a budget of a quarter of the requests' full-length rows (laid out by generate as short and long
+rows); and with no budget at all ("all").
 The KV memory is the cache's as allocated (every cache a call makes is recorded), not computed from shapes.
 
 On a GPU it also reports the memory-bandwidth floor of each decode step (every weight and the batch's
@@ -33,6 +34,15 @@ sys.path.insert(0, ROOT)
 import generation  # noqa: E402
 from eval import TEMPLATES  # noqa: E402
 from model import Llama, ModelConfig  # noqa: E402
+
+
+def cpu_name():
+    """The CPU's model name (/proc/cpuinfo), e.g. "Intel(R) Xeon(R) Processor"."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
 
 
 def sync():
@@ -125,7 +135,7 @@ def engine_rows(models, args, dtype):
     class Recorded(generation.KVCache):
         def __init__(self, *a, **k):
             super().__init__(*a, **k)
-            made.append(self.nbytes())
+            made.append((self.nbytes(), self.shapes))
 
     original, generation.KVCache = generation.KVCache, Recorded  # counts the cache of every call the bench makes
     try:
@@ -135,11 +145,11 @@ def engine_rows(models, args, dtype):
 
 
 def engine_table(models, args, dtype, made):
-    """engine_rows' table, made: the bytes of each cache allocated since it was last cleared."""
+    """engine_rows' table, made: (bytes, tiers) of each cache allocated since it was last cleared."""
     out = ["", "## Continuous batching under a KV budget", "",
-           "| model | workload | mean / max new tokens | KV budget (rows) | chunked tok/s | budget tok/s "
-           "| budget / chunked | peak KV chunked | peak KV budget | budget limit | no budget (all) tok/s "
-           "| all / budget |", "|" + "---|" * 12]
+           "| model | workload | mean / max new tokens | KV budget (long rows) | budget's rows (short + long) "
+           "| chunked tok/s | budget tok/s | budget / chunked | peak KV chunked | peak KV budget | budget limit "
+           "| no budget (all) tok/s | all / budget |", "|" + "---|" * 13]
     for label, model in models:
         for name, (prompts, kw) in engine_workloads(model.config, args).items():
             rows = len(prompts) // 4
@@ -155,10 +165,11 @@ def engine_table(models, args, dtype, made):
             chunked, budget, unlimited = timed(fns, args.repeats)
             mean = totals["all"] / len(prompts)
             limit = rows * row_len * generation.kv_token_bytes(model.config, dtype)
-            assert peaks["budget"] <= limit and peaks["chunked"] <= limit
-            row = (f"| {label} | {name} | {mean:.0f} / {kw['max_new_tokens']} | {rows} | {chunked:,.0f} "
-                   f"| {budget:,.0f} | {budget / chunked:.2f}x "
-                   f"| {peaks['chunked'] / 2**20:.1f} MiB | {peaks['budget'] / 2**20:.1f} MiB "
+            assert peaks["budget"][0] <= limit and peaks["chunked"][0] <= limit
+            tiers = " + ".join(f"{n} of {length}" for n, length in peaks["budget"][1])
+            row = (f"| {label} | {name} | {mean:.0f} / {kw['max_new_tokens']} | {rows} of {row_len} | {tiers} "
+                   f"| {chunked:,.0f} | {budget:,.0f} | {budget / chunked:.2f}x "
+                   f"| {peaks['chunked'][0] / 2**20:.1f} MiB | {peaks['budget'][0] / 2**20:.1f} MiB "
                    f"| {limit / 2**20:.1f} MiB "
                    f"| {unlimited:,.0f} | {unlimited / budget:.2f}x |")
             out.append(row)
@@ -210,7 +221,7 @@ def main():
     dtype = torch.bfloat16 if cuda else torch.float32
     bandwidth = copy_bandwidth() if cuda and args.engine != "only" else None
     lo, hi = map(int, args.prompt_len.split(","))
-    name = torch.cuda.get_device_name() if cuda else f"CPU ({platform.processor() or platform.machine()}, " \
+    name = torch.cuda.get_device_name() if cuda else f"CPU ({cpu_name()}, {platform.machine()}, " \
                                                     f"{torch.get_num_threads()} threads)"
     header = (f"# model.generate vs transformers generate\n\n"
               f"{name}, {date.today()}, torch {torch.__version__}, transformers {transformers.__version__}, "

@@ -68,8 +68,8 @@ def rl_math_kv(gpu_bytes=80 * 2**30, ranks=8, prompt_len=512, rows=256):
     GiB for the CUDA context; the default budget is generation.GPU_SHARE of that."""
     out = ["", f"## KV cache at configs/rl_math.py's settings ({rows} rows a rank: 16 prompts x 16 samples, prompts "
            f"of {prompt_len} tokens; {gpu_bytes / 2**30:.0f} GiB GPUs, {ranks} ranks; arithmetic)", "",
-           "| model | KV per token | full length, 4096 new | full length, 8192 new | default budget | rows at once "
-           "(4096 / 8192 new) |", "|---|---|---|---|---|---|"]
+           "| model | KV per token | full length, 4096 new | full length, 8192 new | default budget | rows at once, "
+           "short and long (4096 / 8192 new) |", "|---|---|---|---|---|---|"]
     for preset in ("llama3.2-1b", "llama3.2-3b", "llama3.1-8b"):
         cfg = ModelConfig.preset(preset)
         with torch.device("meta"):  # shapes only, no memory
@@ -77,7 +77,9 @@ def rl_math_kv(gpu_bytes=80 * 2**30, ranks=8, prompt_len=512, rows=256):
         per_token = generation.kv_token_bytes(cfg, torch.bfloat16)
         free = gpu_bytes - 2 * params - 16 * params / ranks - 2 * 2**30
         budget = generation.GPU_SHARE * free
-        fits = [min(rows, int(budget // ((prompt_len + new) * per_token))) for new in (4096, 8192)]
+        # the rows generate lays out in that budget, short and long ones (generation.layout)
+        fits = [sum(n for n, _ in generation.layout(rows, prompt_len, new, int(budget // per_token)))
+                for new in (4096, 8192)]
         full = [rows * (prompt_len + new) * per_token / 2**30 for new in (4096, 8192)]
         out.append(f"| {preset} ({params / 1e9:.1f}B) | {per_token / 2**10:.0f} KiB | {full[0]:.0f} GiB | "
                    f"{full[1]:.0f} GiB | {budget / 2**30:.0f} GiB | {fits[0]} / {fits[1]} |")

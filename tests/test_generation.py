@@ -56,32 +56,77 @@ def test_greedy_under_a_small_budget_equals_one_batch(model):
     assert model.generate(PROMPTS, max_new_tokens=24, temperature=0, max_batch=2)[0] == free
 
 
-def test_the_cache_never_holds_more_than_the_budget(model, monkeypatch):
-    made, live = [], []
+def recording(monkeypatch):
+    """Every cache generate makes, and per decode step (decoding rows per tier, their lengths per tier)."""
+    made, steps = [], []
 
     class Recorded(generation.KVCache):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             made.append(self)
+            self.moves = []
 
-        def set_positions(self, pos, length):
-            live.append((self.n, len(pos), length))
-            super().set_positions(pos, length)
+        def set_positions(self, pos, lengths):
+            steps.append((list(self.active), list(lengths)))
+            super().set_positions(pos, lengths)
+
+        def copy(self, moves):
+            self.moves += moves
+            super().copy(moves)
 
     monkeypatch.setattr(generation, "KVCache", Recorded)
+    return made, steps
+
+
+def test_the_cache_never_holds_more_than_the_budget(model, monkeypatch):
+    made, steps = recording(monkeypatch)
     per_token = 2 * model.config.n_layers * model.config.n_kv_heads * model.config.head_dim * 4  # fp32 bytes
-    for rows in (1, 2, 4):
-        made.clear(), live.clear()
+    for rows in (1, 2, 4, 7):
+        made.clear(), steps.clear()
         budget = rows * row_len() + row_len() // 2  # not a whole number of rows: the rest stays unused
         model.generate(PROMPTS * 3, seed=list(range(18)), kv_budget=budget, **ARGS)
         (cache,) = made
-        assert cache.nbytes() == rows * row_len() * per_token <= budget * per_token  # as allocated
-        assert live and all(n == b <= rows for n, b, _ in live)  # every step: at most `rows` rows decoding
-        assert all(length <= row_len() for _, _, length in live)
-        assert max(n for n, _, _ in live) == rows  # the budget is used: rows refill as others finish
+        assert cache.nbytes() <= budget * per_token  # as allocated
+        shapes = cache.shapes
+        assert sum(n * length for n, length in shapes) * per_token == cache.nbytes()
+        assert steps and all(all(a <= n for a, (n, _) in zip(active, shapes)) for active, _ in steps)
+        assert all(all(length <= cap for length, (_, cap) in zip(lengths, shapes)) for _, lengths in steps)
+        assert max(sum(active) for active, _ in steps) == sum(n for n, _ in shapes)  # rows refill as others finish
+    assert len(shapes) == 2 and sum(n for n, _ in shapes) > 7  # 7 long rows' memory: more rows, short and long
     made.clear()
     model.generate(PROMPTS, seed=SEEDS, kv_budget=f"{3 * row_len() * per_token / 2**20}MB", **ARGS)
-    assert made[0].k[0].shape[0] == 3  # a size in bytes: the rows it holds
+    assert made[0].shapes == [(3, row_len())]  # a size in bytes: the rows it holds
+
+
+@pytest.mark.parametrize("compile", [False, pytest.param(True, marks=pytest.mark.slow)])  # compiled: ~50 s
+def test_short_rows_that_fill_wait_and_move_up_to_long_ones(model, monkeypatch, compile):
+    """Answers longer than a short row: they wait, not decoding, until a long row is free, then move up with
+    their keys and values; every prompt still samples what it samples alone (eagerly, and with the decode step
+    compiled, its batch one tier or two)."""
+    prompts, seeds = [p for p in PROMPTS if len(p) < 12] * 4, list(range(200, 220))
+    args = dict(ARGS, max_new_tokens=40, stop_ids=list(range(0, 256, 23)))  # ~1 in 23: some run long
+    alone = [model.generate([p], seed=[s], **args) for p, s in zip(prompts, seeds)]
+    made, steps = recording(monkeypatch)
+    waiting, schedule = [], generation.schedule
+
+    def watched(tiers, cache, *args):  # after each rearrangement: the short rows waiting, and long rows free
+        joining = schedule(tiers, cache, *args)
+        waiting.append((len(tiers[0]) - cache.active[0], cache.shapes[1][0] - len(tiers[1])))
+        return joining
+
+    monkeypatch.setattr(generation, "schedule", watched)
+    full = max(map(len, prompts)) + 40
+    tokens, logprobs = model.generate(prompts, seed=seeds, kv_budget=3 * full, compile=compile, **args)
+    (cache,) = made
+    (short, short_len), (long, long_len) = cache.shapes
+    assert long_len == full and short_len < full / 2 and short + long > 3
+    lengths = [len(t) for t in tokens]
+    assert sum(n > short_len - max(map(len, prompts)) for n in lengths) > long  # more long answers than long rows
+    ups = [m for m in cache.moves if m[0][0] == 0 and m[1][0] == 1]
+    assert ups and all(n == short_len for _, _, n in ups)  # a full short row, every position of it, moved up
+    assert any(w for w, _ in waiting) and all(free == 0 for w, free in waiting if w)  # waiting for a long row
+    for (want_t, want_lp), got_t, got_lp in zip(alone, tokens, logprobs):
+        assert got_t == want_t[0] and max(abs(a - b) for a, b in zip(got_lp, want_lp[0])) < 1e-4
 
 
 def test_repeated_prompts_are_prefilled_once_and_sample_as_unshared(model, monkeypatch):

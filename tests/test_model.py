@@ -249,19 +249,19 @@ def test_stop_ids_end_each_row_at_its_first_stop():
     assert len(tokens[0]) <= 7
 
 
-def test_dropping_finished_rows_moves_only_the_last_live_rows():
+def test_cache_copies_read_every_source_before_writing_any_target():
     cfg = small_model().config
-    cache = KVCache(cfg, slots=6, row_len=4, dtype=torch.float32, device="cpu")
-    cache.n = 6
-    for buffer in cache.k + cache.v:  # each row filled with its own index
-        buffer.copy_(torch.arange(6.0)[:, None, None, None].expand_as(buffer))
-    base = cache.k[0]
-    order = cache.drop([0, 2, 5])
-    assert order == [3, 1, 4] and cache.n == 3  # rows 0 and 2 take the last live rows (3 and 4); row 5 just goes
-    for buffer in cache.k + cache.v:
-        assert torch.equal(buffer[:3, 0, 0, 0], torch.tensor([3.0, 1.0, 4.0]))
-    assert cache.k[0] is base and base.shape[0] == 6  # the same buffer: its free rows wait for new prompts
-    assert cache.drop([2]) == [0, 1] and cache.drop([0, 1]) == [] and cache.n == 0
+    cache = KVCache(cfg, [(3, 4), (2, 6)], dtype=torch.float32, device="cpu")
+    for tier, base in zip(cache.k + cache.v, (0.0, 10.0, 0.0, 10.0)):  # each row filled with its own number
+        for buffer in tier:
+            buffer.copy_(base + torch.arange(float(buffer.shape[0]))[:, None, None, None].expand_as(buffer))
+    # rows 0 and 1 of the short tier trade places; short row 2 moves up into long row 0, whose row 1 moves down
+    cache.copy([((0, 0), (0, 1), 4), ((0, 1), (0, 0), 4), ((0, 2), (1, 0), 4), ((1, 1), (0, 2), 4)])
+    for short, long in zip(cache.k[0] + cache.v[0], cache.k[1] + cache.v[1]):
+        assert torch.equal(short[:, 0, :, 0], torch.tensor([[1.0] * 4, [0.0] * 4, [11.0] * 4]))
+        assert torch.equal(long[0, 0, :, 0], torch.tensor([2.0] * 4 + [10.0] * 2))  # past 4: untouched
+        assert torch.equal(long[1, 0, :, 0], torch.tensor([11.0] * 6))
+    assert cache.nbytes() == (3 * 4 + 2 * 6) * 2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * 4
 
 
 def test_compiled_decode_step_samples_what_eager_samples():

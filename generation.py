@@ -110,11 +110,13 @@ class KVCache:
 
 @torch.no_grad()
 def generate(model, prompts, max_new_tokens, temperature=1.0, top_p=1.0, stop_ids=(), seed=None,
-             stop_strings=(), decode=None, compile=False, kv_budget=None, max_batch=None, on_done=None):
+             stop_strings=(), decode=None, compile=False, kv_budget=None, max_batch=None, on_done=None,
+             tempered_logprobs=False):
     """Sample continuations of prompts (lists of token ids, any lengths).
     Returns (tokens, logprobs): per prompt, its new token ids, ending with the first stop id or the
     token that completes a stop string (both kept) or after max_new_tokens, and the model's
-    log-probability of each (log-softmax of the raw logits, before temperature and top-p).
+    log-probability of each (log-softmax of the raw logits, before temperature and top-p; with
+    tempered_logprobs, of the logits over temperature: the distribution a token was drawn from, before top-p).
     temperature=0 is greedy. seed: an int, where prompt i then draws from (seed, i), or one seed per
     prompt; a prompt's sample depends only on its own seed, not on the rest of the batch or the queue (up to
     rounding: see the module docstring).
@@ -165,7 +167,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_p=1.0, stop_id
             changed = False
             if joining:
                 logits = prefill(model, cache, [prompts[i] for i in joining], [where[i] for i in joining])
-                tok, logp = sample(logits, temperature, top_p, uniforms(seeds[joining], 0))
+                tok, logp = sample(logits, temperature, top_p, uniforms(seeds[joining], 0), tempered_logprobs)
                 changed = recorded(joining, tok, logp)
                 if changed:  # some ended on their first token: out before decoding
                     continue
@@ -178,7 +180,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_p=1.0, stop_id
         cache.set_positions(pos, lengths)
         logits = step_logits(model, tok, cache)
         steps = np.array([len(out_tokens[i]) for i in batch], dtype=np.uint64)
-        tok, logp = sample(logits, temperature, top_p, uniforms(seeds[batch], steps))
+        tok, logp = sample(logits, temperature, top_p, uniforms(seeds[batch], steps), tempered_logprobs)
         changed = recorded(batch, tok, logp)
         pos, lengths = pos + 1, [n and n + 1 for n in lengths]
     return out_tokens, out_logprobs
@@ -343,9 +345,10 @@ def parse_size(text):
     return int(float(match[1]) * 1024 ** ("KMGT".index(match[2].upper()) + 1))
 
 
-def sample(logits, temperature, top_p, u):
-    """One token per row of logits (B, V) and its log-prob under the raw logits. u (B,): uniforms in
-    [0, 1) that pick the token by inverting the CDF, so each row's draw depends on its own u alone."""
+def sample(logits, temperature, top_p, u, tempered=False):
+    """One token per row of logits (B, V) and its log-prob under the raw logits (tempered: under logits /
+    temperature, when temperature > 0). u (B,): uniforms in [0, 1) that pick the token by inverting the CDF,
+    so each row's draw depends on its own u alone."""
     logits = logits.float()
     if temperature == 0:
         tok = logits.argmax(dim=-1)
@@ -360,7 +363,8 @@ def sample(logits, temperature, top_p, u):
         tok = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True)[:, 0].clamp(max=cdf.shape[1] - 1)
         if order is not None:
             tok = order.gather(1, tok[:, None])[:, 0]
-    logp = F.log_softmax(logits, dim=-1).gather(1, tok[:, None])[:, 0]
+    logp = F.log_softmax(logits / temperature if tempered and temperature > 0 else logits, dim=-1)
+    logp = logp.gather(1, tok[:, None])[:, 0]
     return tok, logp
 
 

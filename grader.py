@@ -177,9 +177,10 @@ def _stop_pool():
         worker["proc"].kill()
 
 
-def _run_jobs(jobs, rel_tol, rounded, timeout, workers):
+def _run_jobs(jobs, rel_tol, rounded, timeout, workers, counts):
     """_sympy_equal on each (pred, gold) in the pool, each within timeout seconds of being sent;
-    a pair that overruns is False, and its worker is killed and replaced."""
+    a pair that overruns is False, and its worker is killed and replaced. counts["timeouts"] and
+    counts["errors"] (a check that raised: an answer that does not parse) grow by what happened."""
     results, todo = [False] * len(jobs), list(range(len(jobs)))[::-1]
     with _pool_lock:
         while len(_pool) < min(workers, len(jobs)):
@@ -206,6 +207,7 @@ def _run_jobs(jobs, rel_tol, rounded, timeout, workers):
                     if not data:  # it died: on its pair (which stays False), or before it was ready
                         if not w["ready"] and w["proc"].wait() >= 0:  # it exited on its own: it cannot start
                             raise RuntimeError(f"grader worker {_WORKER_CMD} exited at start: run it to see why")
+                        counts["errors"] += w["job"] is not None
                         _start_worker(w)
                         continue
                     w["unread"] += data  # a pipe may hand over a line in pieces: act on whole lines only
@@ -214,11 +216,13 @@ def _run_jobs(jobs, rel_tol, rounded, timeout, workers):
                         if not w["ready"]:
                             w["ready"] = True
                         else:
+                            counts["errors"] += line.strip() == b"e"
                             results[w["job"]], w["job"] = line.strip() == b"1", None
                 elif time.monotonic() > w["deadline"]:
                     if not w["ready"]:
                         raise RuntimeError(f"grader worker {_WORKER_CMD} did not start within "
                                            f"{STARTUP_TIMEOUT:.0f} s: does `python -c 'import sympy'` work?")
+                    counts["timeouts"] += 1
                     _start_worker(w)
     return results
 
@@ -237,22 +241,24 @@ def _worker_main():
     for line in sys.stdin.buffer:
         try:
             pred, gold, rel_tol, rounded = json.loads(line)
-            equal = bool(_sympy_equal(pred, gold, rel_tol, rounded))
-        except Exception:  # a parse failure, an overflow, out of memory: "not equal"
-            equal = False
-        os.write(reply, b"1\n" if equal else b"0\n")
+            verdict = b"1\n" if _sympy_equal(pred, gold, rel_tol, rounded) else b"0\n"
+        except Exception:  # a parse failure, an overflow, out of memory: "not equal", counted as an error
+            verdict = b"e\n"
+        os.write(reply, verdict)
 
 # -----------------------------------------------------------------------------
 # the API
 
 
-def grade_many(pairs, rel_tol=REL_TOL, timeout=TIMEOUT, workers=WORKERS, rounded=True, last_number=False):
+def grade_many(pairs, rel_tol=REL_TOL, timeout=TIMEOUT, workers=WORKERS, rounded=True, last_number=False,
+               counts=None):
     """grade() for each (response, gold) pair: cheap checks here, the rest in parallel workers. rounded: a
     decimal gold (3.14) also matches a value that rounds to it (pi), as where a benchmark's answers are
     rounded by convention (eval.ROUNDED says which); False: equal within rel_tol only. last_number: a
     response that marks no answer (no \\boxed{}, no "the answer is") is also read for its last number, as
     math evaluation harnesses read it (eval.py does); False: only for its last math-mode expression, so that
-    a reward asks for a marked final answer, as the paper's does."""
+    a reward asks for a marked final answer, as the paper's does. counts: a dict whose "timeouts" and "errors"
+    (checks that overran, or raised on an answer that does not parse) grow by this call's."""
     if not (0 <= rel_tol < 1 and timeout > 0 and workers >= 1):
         raise ValueError(f"need 0 <= rel_tol < 1, timeout > 0, workers >= 1; got {rel_tol}, {timeout}, {workers}")
     results, jobs, where = [], [], []
@@ -277,7 +283,10 @@ def grade_many(pairs, rel_tol=REL_TOL, timeout=TIMEOUT, workers=WORKERS, rounded
                     jobs.append((p, g))
                     where.append(k)
         results.append(True in verdicts)
-    for k, equal in zip(where, _run_jobs(jobs, rel_tol, rounded, timeout, workers) if jobs else []):
+    counts = {"timeouts": 0, "errors": 0} if counts is None else counts
+    for key in ("timeouts", "errors"):
+        counts.setdefault(key, 0)
+    for k, equal in zip(where, _run_jobs(jobs, rel_tol, rounded, timeout, workers, counts) if jobs else []):
         results[k] = results[k] or equal
     return results
 

@@ -7,13 +7,14 @@ GRPO from a base model with verified math rewards: the paper's "zero" RL.
 Each step: 1. rollout: take prompts_per_step prompts, render each with one of eval.py's templates (the
 prompts the model is later evaluated with) and sample samples_per_prompt completions of each; 2. reward:
 grader.py checks each completion's final answer against the gold one, on the text eval.py grades
-(eval.completion_text); 3. advantages: each reward minus its group's mean (over one prompt's samples), divided
-by the group's std unless std_norm is False (Dr. GRPO); 4. update: on PPO mini-batches, the clipped surrogate
-with optional KL to the initial model and entropy bonus, the log-probs at the sampling temperature (the
-distribution the rollout drew from); an update whose gradient is not finite is skipped.
-Every prompt and sample is a pure function of (seed, step, prompt, sample index), so a resumed run and a run
-on any number of ranks draw the same ones. The run folder (checkpoints, metrics.jsonl, samples.jsonl, hf/) is
-common.py's, as train.py's.
+(eval.completion_text); 3. advantages: each reward against its group's (one prompt's samples), grpo.py's maths;
+with dynamic_sampling a prompt whose samples all score alike is replaced by another (DAPO); 4. update: on PPO
+mini-batches, the clipped surrogate (grpo.policy_loss and its switches), the log-probs at the sampling
+temperature (the distribution the rollout drew from); an update whose gradient is not finite is skipped; then
+the rollout copy takes the new weights, a tensor at a time. metrics.jsonl gets what a researcher watches each
+step (see step_metrics). Every prompt and sample is a pure function of (seed, step, prompt slot, draw, sample
+index), so a resumed run and a run on any number of ranks draw the same ones. The run folder (checkpoints,
+metrics.jsonl, samples.jsonl, hf/) is common.py's, as train.py's.
 """
 import hashlib
 import json
@@ -27,13 +28,15 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+import torch.distributed as dist
 from tqdm import tqdm
 
 import eval as evaluation
+import grpo
 from common import (all_max, all_sum, autocast, barrier, clip_gradients, latest_checkpoint, launch, local_or_hub,
                     parallelize, start_run)
 from data import resolve_inputs
+from generation import StopStrings
 from grader import extract_answer, grade_many
 from model import Llama
 from tokenizer import Tokenizer
@@ -64,17 +67,29 @@ class Config:
     rounded_answers: bool = False      # decimal golds also match values that round to them (see eval.ROUNDED)
     last_number: bool = False          # True: an unmarked response's last number is its answer (as eval.py reads
                                        # it); False: the reward asks for a marked one (\boxed{}, "the answer is")
+    overlong_buffer: int = 0           # DAPO's soft overlong penalty over the last this many tokens before the
+    overlong_penalty: float = 1.0      # limit, reaching -overlong_penalty at it; 0: off
     # advantages
-    std_norm: bool = True              # False: Dr. GRPO
-    drop_uniform_groups: bool = False  # DAPO: a group whose rewards are all equal teaches nothing
+    advantage: str = "grpo"            # grpo (reward - group mean [/ std]) or rloo (leave-one-out baseline)
+    std_norm: bool = True              # grpo: divide by the group's std; False: Dr. GRPO
+    drop_uniform_groups: bool = False  # DAPO: a group whose rewards are all equal teaches nothing: masked
+    dynamic_sampling: bool = False     # DAPO: such a group's prompt is replaced by another, and again...
+    max_redraws: int = 2               # ... at most this many times (then it is masked)
     # update
     mini_batch_prompts: int = 64       # prompts whose samples make one optimizer step
     micro_batch: int = 16              # sequences per forward pass on each rank
     loss_agg: str = "token-mean"       # token-mean, seq-mean-token-mean or seq-mean-token-sum-norm
     clip_low: float = 0.2
     clip_high: float = 0.2             # DAPO's clip-higher: 0.28
+    clip_ratio_c: float = 0.0          # dual-clip: a negative advantage's loss at most this x |A| (3.0); 0: off
+    ratio_level: str = "token"         # token, or sequence (GSPO; with clip ranges like 3e-4 / 4e-4)
+    overlong_mask: bool = False        # DAPO: truncated responses (no stop before the limit) out of the loss
     kl_coef: float = 0.0               # KL to the initial model (k3 estimator)
     entropy_coef: float = 0.0
+    skip_zero_advantage: bool = True   # with kl_coef = entropy_coef = 0, rows whose advantage is 0 run no pass
+                                       # (their loss and gradient are exactly 0; the token-mean still counts them)
+    reduce_every_micro_batch: bool = True  # reduce-scatter gradients after each micro-batch (sharded: fits 8B);
+                                           # False: once a mini-batch, each rank holding full fp32 gradients
     lr: float = 1e-6
     weight_decay: float = 0.0
     grad_clip: float = 1.0
@@ -96,60 +111,6 @@ class Config:
     log_samples: int = 4               # full samples per step written to samples.jsonl
     dist_timeout_min: float = 120      # how long a rank waits for the others in one collective before failing
     seed: int = 0
-
-# -----------------------------------------------------------------------------
-# GRPO's maths
-
-
-def group_advantages(rewards, group_size, std_norm=True, eps=1e-6):
-    """rewards (N,), each group's samples contiguous -> advantages (N,): reward minus the group's mean,
-    divided by the group's (unbiased) std + eps unless std_norm is False."""
-    if group_size < 2 or rewards.numel() % group_size:
-        raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size} (>= 2) samples")
-    r = rewards.view(-1, group_size)
-    adv = r - r.mean(dim=1, keepdim=True)
-    if std_norm:
-        adv = adv / (r.std(dim=1, keepdim=True) + eps)
-    return adv.flatten()
-
-
-def aggregate(x, mask, agg, total=None, max_len=None):
-    """Reduce per-token values x (B, T) over the tokens in mask. total: the denominator when (B, T) is a
-    slice of a larger batch (its token count for token-mean, else its sequence count); max_len: Dr. GRPO's
-    constant length (default T)."""
-    x = x * mask
-    if agg == "token-mean":
-        return x.sum() / (total if total is not None else mask.sum().clamp(min=1))
-    if agg == "seq-mean-token-mean":
-        per_seq = x.sum(dim=1) / mask.sum(dim=1).clamp(min=1)
-    elif agg == "seq-mean-token-sum-norm":
-        per_seq = x.sum(dim=1) / (max_len or mask.shape[1])
-    else:
-        raise ValueError(f"loss_agg '{agg}': use token-mean, seq-mean-token-mean or seq-mean-token-sum-norm")
-    return per_seq.sum() / (total if total is not None else (mask.sum(dim=1) > 0).sum().clamp(min=1))
-
-
-def policy_loss(logprobs, old_logprobs, advantages, mask, clip_low=0.2, clip_high=0.2, agg="token-mean",
-                ref_logprobs=None, kl_coef=0.0, entropy=None, entropy_coef=0.0, total=None, max_len=None):
-    """PPO's clipped surrogate with GRPO's sequence-level advantages: logprobs, old_logprobs, ref_logprobs,
-    entropy and mask (B, T), advantages (B,) -> (loss, stats with clip_frac, kl and entropy: token means)."""
-    mask = mask.to(logprobs.dtype)
-    ratio = torch.exp(logprobs - old_logprobs)
-    adv = advantages[:, None]
-    unclipped, clipped = -adv * ratio, -adv * ratio.clamp(1 - clip_low, 1 + clip_high)
-    per_token = torch.maximum(unclipped, clipped)
-    token_mean = lambda x: ((x * mask).sum() / mask.sum().clamp(min=1)).detach()
-    stats = {"clip_frac": token_mean((clipped > unclipped).to(mask.dtype)), "kl": torch.zeros(()),
-             "entropy": torch.zeros(())}
-    if ref_logprobs is not None:
-        log_ratio = ref_logprobs - logprobs
-        kl = log_ratio.exp() - log_ratio - 1  # k3: a non-negative, unbiased estimate of KL(policy || ref)
-        per_token = per_token + kl_coef * kl
-        stats["kl"] = token_mean(kl)
-    if entropy is not None:
-        per_token = per_token - entropy_coef * entropy
-        stats["entropy"] = token_mean(entropy)
-    return aggregate(per_token, mask, agg, total, max_len), stats
 
 # -----------------------------------------------------------------------------
 # prompts and rollouts
@@ -182,6 +143,12 @@ def prompt_indices(step, n_prompts, per_step, seed):
     return out
 
 
+def redraw_index(seed, step, slot, draw, n_prompts):
+    """dynamic_sampling's replacement for a step's prompt slot, draw 1, 2, ...: any prompt, a pure function of
+    (seed, step, slot, draw), so that it is the same on any number of ranks and after a resume."""
+    return sample_seed(seed, step, f"slot{slot}", f"redraw{draw}") % n_prompts
+
+
 def sample_seed(seed, step, prompt, k):
     digest = hashlib.blake2b(f"{seed}/{step}/{prompt}/{k}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little")
@@ -196,23 +163,105 @@ def length_at(step, schedule):
 
 
 def rollout(policy, tokenizer, prompts, seeds, cfg, max_new_tokens):
-    """Sample a completion per prompt string: (prompt token lists, completion token lists, their texts as eval.py
-    grades them)."""
-    stops = evaluation.TEMPLATES[cfg.template]["stop"]
+    """Sample a completion per prompt string: (prompt token lists, completion token lists, their log-probs under
+    the tempered distribution they were drawn from, their texts as eval.py grades them, whether each was cut at
+    max_new_tokens before a stop)."""
+    stops, stop_ids = evaluation.TEMPLATES[cfg.template]["stop"], [tokenizer.eos_id, tokenizer.eot_id]
     encoded = [[tokenizer.bos_id] + tokenizer.encode(p) for p in prompts]
-    tokens, _ = policy.generate(encoded, max_new_tokens, cfg.temperature, cfg.top_p,
-                                stop_ids=[tokenizer.eos_id, tokenizer.eot_id], seed=seeds, stop_strings=stops,
-                                decode=tokenizer.decode, compile=cfg.compile, kv_budget=cfg.kv_budget or None,
-                                max_batch=cfg.gen_batch)
-    return encoded, tokens, [evaluation.completion_text(t, tokenizer, stops) for t in tokens]
+    tokens, logprobs = policy.generate(encoded, max_new_tokens, cfg.temperature, cfg.top_p, stop_ids=stop_ids,
+                                       seed=seeds, stop_strings=stops, decode=tokenizer.decode, compile=cfg.compile,
+                                       kv_budget=cfg.kv_budget or None, max_batch=cfg.gen_batch,
+                                       tempered_logprobs=True)
+    ended = StopStrings(stops, tokenizer.decode)
+    truncated = [len(t) == max_new_tokens and t[-1] not in stop_ids and not ended.end(t) for t in tokens]
+    texts = [evaluation.completion_text(t, tokenizer, stops) for t in tokens]
+    return encoded, tokens, logprobs, texts, truncated
+
+
+def score(texts, lengths, golds, cfg, max_new_tokens, counts):
+    """2. rewards (float64 (N,)) and which responses were right; counts gains the grader's timeouts and errors
+    and the responses without an answer."""
+    correct = grade_many(list(zip(texts, golds)), rounded=cfg.rounded_answers, last_number=cfg.last_number,
+                         counts=counts)
+    answered = [extract_answer(t, last_number=cfg.last_number) is not None for t in texts]
+    counts["no_answer"] += answered.count(False)
+    rewards = torch.tensor([cfg.reward_correct if c else cfg.reward_wrong if a else cfg.reward_no_answer
+                            for c, a in zip(correct, answered)], dtype=torch.float64)
+    if cfg.overlong_buffer:
+        rewards += grpo.overlong_penalty(lengths, max_new_tokens, cfg.overlong_buffer, cfg.overlong_penalty)
+    return rewards, correct
+
+
+def collect(policy, tokenizer, data, cfg, step, rank, world_size):
+    """1-3. This rank's groups for the step, the rollout, rewards and advantages: the step's prompt slots j = rank,
+    rank + W, ..., each a prompt and its samples_per_prompt samples (contiguous). With dynamic_sampling a slot
+    whose rewards are all equal is drawn again, up to max_redraws times. Returns a dict of per-sequence lists
+    and tensors, and the step's counts and seconds."""
+    P, G, n = cfg.prompts_per_step, cfg.samples_per_prompt, len(data)
+    first, max_new = prompt_indices(step, n, P, cfg.seed), length_at(step, cfg.max_response_len)
+    groups, pending = {}, list(range(rank, P, world_size))
+    # the same keys on every rank, in the same order: step_metrics sums each over the ranks
+    stats = {"uniform_groups": 0, "redraws": 0, "no_answer": 0, "timeouts": 0, "errors": 0, "time_rollout": 0.0,
+             "time_reward": 0.0}
+    for draw in range(1 + (cfg.max_redraws if cfg.dynamic_sampling else 0)):
+        prompt = {j: first[j] if draw == 0 else redraw_index(cfg.seed, step, j, draw, n) for j in pending}
+        name = {j: prompt[j] if draw == 0 else f"{prompt[j]}/{draw}" for j in pending}  # draw 0: the seeds as ever
+        t0 = time.perf_counter()
+        out = rollout(policy, tokenizer, [data[prompt[j]]["prompt"] for j in pending for _ in range(G)],
+                      [sample_seed(cfg.seed, step, name[j], k) for j in pending for k in range(G)], cfg, max_new)
+        t1 = time.perf_counter()
+        golds = [data[prompt[j]]["answer"] for j in pending for _ in range(G)]
+        rewards, correct = score(out[3], [len(r) for r in out[1]], golds, cfg, max_new, stats)
+        stats["time_rollout"] += t1 - t0
+        stats["time_reward"] += time.perf_counter() - t1
+        uniform = (rewards.view(-1, G).std(dim=1) == 0).tolist()
+        if draw == 0:
+            stats["uniform_groups"] = sum(uniform)  # before any redraw: how much of the batch teaches nothing
+        else:
+            stats["redraws"] += len(pending)
+        last = draw == (cfg.max_redraws if cfg.dynamic_sampling else 0)
+        for g, j in enumerate(pending):
+            if not (uniform[g] and cfg.dynamic_sampling and not last):
+                rows = slice(g * G, (g + 1) * G)
+                groups[j] = dict(prompt_index=[prompt[j]] * G, golds=golds[rows], prompt_tokens=out[0][rows],
+                                 responses=out[1][rows], rollout_logprobs=out[2][rows], texts=out[3][rows],
+                                 truncated=out[4][rows], rewards=rewards[rows].tolist(), correct=correct[rows],
+                                 uniform=[uniform[g]] * G)
+        pending = [j for j in pending if j not in groups]
+        if not pending:
+            break
+    batch = {key: [v for j in sorted(groups) for v in groups[j][key]] for key in groups[min(groups)]}
+    batch["rewards"] = torch.tensor(batch["rewards"], dtype=torch.float64)
+    batch["advantages"] = grpo.group_advantages(batch["rewards"], G, cfg.advantage, cfg.std_norm).float()
+    # masked, not removed: every rank must run the same number of passes
+    uniform = torch.tensor(batch["uniform"])
+    batch["keep"] = ~uniform if cfg.drop_uniform_groups or cfg.dynamic_sampling else torch.ones_like(uniform)
+    return batch, stats
+
+
+def free_weights(model):
+    """Release the rollout copy's weights while the update runs (sync_weights allocates them again): at 8B
+    that is 16 GB of bf16 a rank the update can use."""
+    for p in model.parameters():
+        p.data = torch.empty(0, dtype=p.dtype, device=p.device)
 
 
 def sync_weights(rollout_model, model):
-    """Copy the (possibly sharded) policy's weights into the full rollout copy on every rank."""
-    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+    """Copy the (possibly sharded) policy's weights into the full rollout copy on every rank, a tensor at a
+    time: each shard cast to the copy's dtype, then gathered, so the memory this takes beyond the two models is
+    one tensor in the rollout dtype, never the whole fp32 model."""
+    from torch.distributed.tensor import DTensor
+    copies = dict(rollout_model.named_parameters())
     with torch.no_grad():
-        for name, p in rollout_model.named_parameters():
-            p.copy_(state[name])
+        for name, p in model.named_parameters():
+            copy = copies[name]
+            full = p.detach().to(copy.dtype)
+            if isinstance(full, DTensor):
+                full = full.full_tensor()
+            if copy.shape != full.shape:  # released by free_weights
+                copy.data = torch.empty(full.shape, dtype=copy.dtype, device=copy.device)
+            copy.copy_(full)
+            del full
 
 
 @torch.no_grad()
@@ -228,15 +277,147 @@ def pad(rows, value):
     return torch.tensor([r + [value] * (width - len(r)) for r in rows])
 
 
-def sequences(prompt_tokens, response_tokens):
-    """Inputs, targets (-100 outside the response) and response mask of prompt+response rows, right-padded."""
+def sequences(prompt_tokens, response_tokens, response_values):
+    """Inputs, targets (-100 outside the response), response mask, and response_values (one per response token:
+    the rollout's log-probs) aligned with the targets, of prompt+response rows, right-padded."""
     x = [p + r[:-1] for p, r in zip(prompt_tokens, response_tokens)]
     y = [[-100] * (len(p) - 1) + r for p, r in zip(prompt_tokens, response_tokens)]
+    v = [[0.0] * (len(p) - 1) + list(r) for p, r in zip(prompt_tokens, response_values)]
     x, y = pad(x, 0), pad(y, -100)
-    return x, y, y != -100
+    return x, y, y != -100, pad(v, 0.0).float()
+
+# -----------------------------------------------------------------------------
+# the update
+
+
+def micro_batches(rows, seq_lens, active, size):
+    """A mini-batch's rows that run a pass (active), shortest first, in micro-batches of size: rows of similar
+    length share one (the loss is a sum, so any split gives the same gradient) and it is as wide as its longest."""
+    order = sorted((i for i in rows if active[i]), key=lambda i: seq_lens[i])
+    return [order[i:i + size] for i in range(0, len(order), size)]
+
+
+def update(model, reference, optimizer, batch, cfg, device, world_size, max_new_tokens):
+    """4. The update: old (and reference) log-probs first, then the clipped surrogate on each PPO mini-batch, one
+    optimizer step each (skipped if its gradient is not finite). Returns the stats step_metrics logs (this rank's
+    token-weighted sums, and the collective ones)."""
+    P, G, M = cfg.prompts_per_step, cfg.samples_per_prompt, cfg.mini_batch_prompts
+    x, y, mask, rollout_lp = sequences(batch["prompt_tokens"], batch["responses"], batch["rollout_logprobs"])
+    mask &= batch["keep"][:, None]
+    if cfg.overlong_mask:  # DAPO: a truncated response's reward says nothing about its tokens
+        mask &= ~torch.tensor(batch["truncated"])[:, None]
+    seq_lens = [len(p) + len(r) - 1 for p, r in zip(batch["prompt_tokens"], batch["responses"])]
+    advantages = batch["advantages"]
+    # rows with a zero advantage have zero loss and gradient, unless the KL or entropy terms give them some
+    skip_zero = cfg.skip_zero_advantage and not cfg.kl_coef and not cfg.entropy_coef
+    active = (mask.any(dim=1) & ~(skip_zero & (advantages == 0))).tolist()
+    on_policy = P == M  # one optimizer step per rollout: the old log-probs are the current ones, no extra pass
+    amp = autocast(device, world_size)
+    with amp:
+        old = None if on_policy else all_logprobs(model, x, y, cfg.micro_batch, device, cfg.temperature)
+        ref = all_logprobs(reference, x, y, cfg.micro_batch, device, cfg.temperature) if reference else None
+    # this rank's sums over the tokens that ran a pass (the statistics' token means times their tokens)
+    keys = ("loss", "clip_frac", "clip_frac_low", "clip_frac_high", "dual_clip_frac", "kl", "entropy", "kl_old_new",
+            "logprob_gap", "grad_norm", "tokens_run", "tokens_first")
+    sums, skipped, gap_max = dict.fromkeys(keys, 0.0), 0, 0.0
+    per_update = M // world_size * G  # this rank's sequences in one mini-batch
+    for u in range(P // M):
+        rows = range(u * per_update, (u + 1) * per_update)
+        n_tokens = all_sum(mask[rows.start:rows.stop].sum().item(), device)
+        n_seqs = all_sum(batch["keep"][rows.start:rows.stop].sum().item(), device)
+        # The mini-batch's loss is normalised by its global count, over every rank (tokens for token-mean,
+        # sequences otherwise), not per micro-batch: micro-batch losses then add up to the mini-batch's loss
+        # however it is split across micro-batches and ranks, and whichever rows are skipped
+        total = max(n_tokens if cfg.loss_agg == "token-mean" else n_seqs, 1)
+        micro = [(s, True) for s in micro_batches(rows, seq_lens, active, cfg.micro_batch)]
+        # every rank runs as many passes (FSDP's collectives), at least one (AdamW steps on zero gradients as on
+        # any others): a pass with nothing to learn is a row with its mask all False
+        passes = max(1, int(all_max(len(micro), device)) if world_size > 1 else len(micro))
+        micro += [([rows.start], False)] * (passes - len(micro))
+        for m, (s, real) in enumerate(micro):
+            s = torch.tensor(s)
+            width = max(seq_lens[i] for i in s.tolist())
+            xb, yb, mb = (t[s, :width].to(device) for t in (x, y, mask))
+            mb = mb if real else torch.zeros_like(mb)
+            if world_size > 1:
+                model.set_requires_gradient_sync(cfg.reduce_every_micro_batch or m == passes - 1)
+            with amp:  # at the sampling temperature: the distribution the rollout drew from
+                logprobs, entropy = model.logprobs(xb, yb, entropy=True, temperature=cfg.temperature)
+            before = logprobs.detach().float() if on_policy else old[s, :width].to(device)
+            loss, stats = grpo.policy_loss(
+                logprobs.float(), before, advantages[s].to(device), mb, clip_low=cfg.clip_low,
+                clip_high=cfg.clip_high, clip_ratio_c=cfg.clip_ratio_c, ratio_level=cfg.ratio_level,
+                agg=cfg.loss_agg, ref_logprobs=None if ref is None else ref[s, :width].to(device),
+                kl_coef=cfg.kl_coef, entropy=entropy.float(), entropy_coef=cfg.entropy_coef, total=total,
+                max_len=max_new_tokens)
+            (loss * world_size).backward()  # FSDP averages gradients over ranks: times world_size, a sum again
+            n = mb.sum().item()
+            sums["loss"] += loss.item()
+            for key in ("clip_frac", "clip_frac_low", "clip_frac_high", "dual_clip_frac", "kl", "entropy"):
+                sums[key] += stats[key].item() * n
+            if n:  # the learner's log-probs before this update against the rollout's, on the same tokens
+                gap = (before - rollout_lp[s, :width].to(device)).abs()[mb]
+                sums["logprob_gap"] += gap.sum().item()
+                sums["tokens_run"] += n
+                gap_max = max(gap_max, gap.max().item())
+                if u == 0:  # the first mini-batch: the policy that sampled against the one about to be updated
+                    sums["kl_old_new"] += grpo.k3(before, logprobs.detach().float(), mb).item() * n
+                    sums["tokens_first"] += n
+        grad_norm = clip_gradients(model, cfg.grad_clip)  # over every rank's shards: all ranks agree
+        if math.isfinite(grad_norm):  # a NaN or inf loss gives a non-finite gradient: that update is skipped
+            optimizer.step()
+        else:
+            skipped += 1
+        sums["grad_norm"] += grad_norm
+        optimizer.zero_grad(set_to_none=True)
+    return {**sums, "skipped": skipped, "logprob_gap_max": gap_max, "rows_run": sum(active), "tokens": int(mask.sum())}
 
 # -----------------------------------------------------------------------------
 # the run
+
+
+def gather(values):
+    """Every rank's list, joined (rank 0's first)."""
+    if not dist.is_initialized():
+        return list(values)
+    parts = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, list(values))
+    return [v for part in parts for v in part]
+
+
+def step_metrics(step, batch, rollout_stats, update_stats, cfg, device, seconds):
+    """metrics.jsonl's row for a step, over every rank: what a researcher watches when a run misbehaves."""
+    P, G, M = cfg.prompts_per_step, cfg.samples_per_prompt, cfg.mini_batch_prompts
+    n_all, s = P * G, {k: all_sum(v, device) for k, v in {**rollout_stats, **update_stats}.items()
+                       if not k.startswith("time_") and k != "logprob_gap_max"}
+    lengths = sorted(gather(len(r) for r in batch["responses"]))
+    per_token = lambda key, count: s[key] / max(s[count], 1)  # noqa: E731
+    row = {"step": step,
+           "reward": all_sum(batch["rewards"].sum().item(), device) / n_all,
+           "accuracy": all_sum(sum(batch["correct"]), device) / n_all,
+           "response_len": sum(lengths) / n_all,
+           "response_len_p50": lengths[len(lengths) // 2], "response_len_p90": lengths[int(0.9 * (len(lengths) - 1))],
+           "response_len_max": lengths[-1],
+           "truncated": all_sum(sum(batch["truncated"]), device) / n_all,  # hit the limit before any stop
+           "uniform_groups": s["uniform_groups"] / P,  # groups whose rewards were all equal (before redraws)
+           "no_answer": s["no_answer"] / (n_all + s["redraws"] * G),
+           "grader_timeouts": int(s["timeouts"]), "grader_errors": int(s["errors"]),
+           "loss": s["loss"] / (P // M),
+           **{key: per_token(key, "tokens") for key in ("clip_frac", "clip_frac_low", "clip_frac_high")},
+           "kl": per_token("kl", "tokens_run"), "entropy": per_token("entropy", "tokens_run"),
+           "kl_old_new": per_token("kl_old_new", "tokens_first"),
+           "logprob_gap": per_token("logprob_gap", "tokens_run"),
+           "logprob_gap_max": all_max(update_stats["logprob_gap_max"], device),
+           "rows_run": s["rows_run"] / n_all,  # the rest had nothing to learn (advantage 0, or masked)
+           "grad_norm": update_stats["grad_norm"] / (P // M), "lr": cfg.lr,
+           **({"dual_clip_frac": per_token("dual_clip_frac", "tokens")} if cfg.clip_ratio_c else {}),
+           **({"redraws": int(s["redraws"])} if cfg.dynamic_sampling else {}),
+           **{key: round(all_max(value, device), 3) for key, value in seconds.items()},  # the slowest rank's
+           "rollout_tok_per_s": sum(lengths) / max(all_max(seconds["time_rollout"], device), 1e-9),
+           "update_tok_per_s": s["tokens"] / max(all_max(seconds["time_update"], device), 1e-9)}
+    if update_stats["skipped"]:
+        row["skipped"] = update_stats["skipped"]
+    return row
 
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_RANK",
@@ -271,19 +452,22 @@ def check_config(cfg, world_size):
                          f"world_size={world_size}")
     if cfg.template not in evaluation.TEMPLATES:
         raise ValueError(f"template '{cfg.template}': choose one of {sorted(evaluation.TEMPLATES)}")
+    choices = {"advantage": ("grpo", "rloo"), "ratio_level": ("token", "sequence"),
+               "loss_agg": ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")}
+    for key, allowed in choices.items():
+        if getattr(cfg, key) not in allowed:
+            raise ValueError(f"{key}={getattr(cfg, key)!r}: choose one of {', '.join(allowed)}")
+    if cfg.clip_ratio_c and cfg.clip_ratio_c <= 1:
+        raise ValueError(f"clip_ratio_c={cfg.clip_ratio_c}: dual-clip needs a bound above 1 (3.0 is usual), or 0")
+    limits = [cfg.max_response_len] if isinstance(cfg.max_response_len, int) else cfg.max_response_len.values()
+    if not 0 <= cfg.overlong_buffer <= min(limits):
+        raise ValueError(f"overlong_buffer={cfg.overlong_buffer} must be within [0, {min(limits)}], the shortest "
+                         "max_response_len: the penalty falls over the last overlong_buffer tokens before the limit")
 
 
-def main(cfg):
-    run = start_run(cfg, check=check_config)
-    if run.done:
-        return
-    rank, world_size, device = run.rank, run.world_size, run.device
-    P, G, M = cfg.prompts_per_step, cfg.samples_per_prompt, cfg.mini_batch_prompts
-    init = ensure_init(cfg, rank)
-    tokenizer = Tokenizer.from_pretrained(cfg.tokenizer or init)
-    data = load_prompts(cfg.prompts, cfg.template)
-
-    # the policy (trained, sharded), its full copy that generates, and a frozen reference for the KL
+def load_models(cfg, init, device, world_size):
+    """The policy (fp32, sharded over ranks, trained), its full copy that generates (bf16 on GPUs), a frozen
+    reference for the KL (only if kl_coef), and the optimizer."""
     rollout_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     model = Llama.from_pretrained(init, dtype=torch.float32, device=device)
     policy = Llama.from_pretrained(init, dtype=rollout_dtype, device=device).eval()
@@ -294,132 +478,70 @@ def main(cfg):
         register_fsdp_forward_method(model, "logprobs")
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                   fused=device.type == "cuda")
+    return model, policy, reference, optimizer
+
+
+def held_out_eval(policy, tokenizer, cfg, step, rank, world_size):
+    """Greedy accuracy on the held-out benchmarks: every rank generates its share of the prompts with its rollout
+    copy, rank 0 grades them all (the others get {}), graded as the reward is."""
+    generate = evaluation.model_generate(policy, tokenizer, max_new_tokens=length_at(step, cfg.max_response_len),
+                                         batch_size=cfg.gen_batch, stop=evaluation.TEMPLATES[cfg.template]["stop"],
+                                         compile=cfg.compile, rank=rank, world_size=world_size,
+                                         kv_budget=cfg.kv_budget or None)
+    scores = evaluation.evaluate(generate, cfg.eval_benchmarks.split(","), mode="zeroshot", template=cfg.template,
+                                 limit=cfg.eval_limit or None, data_dir=cfg.eval_data, last_number=cfg.last_number)
+    results = {f"eval/{name}": s["accuracy"] for name, s in scores.items()}
+    results |= {f"eval/{name}_response_len": s["mean_response_tokens"] for name, s in scores.items()}
+    if rank == 0:
+        tqdm.write(f"step {step}: held-out greedy accuracy {results}")
+    return results
+
+
+def main(cfg):
+    run = start_run(cfg, check=check_config)
+    if run.done:
+        return
+    rank, world_size, device = run.rank, run.world_size, run.device
+    init = ensure_init(cfg, rank)
+    tokenizer = Tokenizer.from_pretrained(cfg.tokenizer or init)
+    data = load_prompts(cfg.prompts, cfg.template)
+    model, policy, reference, optimizer = load_models(cfg, init, device, world_size)
     step = run.restore(model, optimizer)["step"] if run.resume else 0
     run.open_logs(step, ["metrics", "samples"])
-    amp = autocast(device, world_size)
-
-    def held_out_eval():
-        """Greedy accuracy on the held-out benchmarks: every rank generates its share of the prompts with its
-        rollout copy, rank 0 grades them all (the others get {})."""
-        generate = evaluation.model_generate(policy, tokenizer, max_new_tokens=length_at(step, cfg.max_response_len),
-                                             batch_size=cfg.gen_batch, stop=evaluation.TEMPLATES[cfg.template]["stop"],
-                                             compile=cfg.compile, rank=rank, world_size=world_size,
-                                             kv_budget=cfg.kv_budget or None)
-        scores = evaluation.evaluate(generate, cfg.eval_benchmarks.split(","), mode="zeroshot", template=cfg.template,
-                                     limit=cfg.eval_limit or None, data_dir=cfg.eval_data,
-                                     last_number=cfg.last_number)  # graded as the reward is
-        results = {f"eval/{name}": s["accuracy"] for name, s in scores.items()}
-        results |= {f"eval/{name}_response_len": s["mean_response_tokens"] for name, s in scores.items()}
-        if rank == 0:
-            tqdm.write(f"step {step}: held-out greedy accuracy {results}")
-        return results
-
     bar, bad = run.progress(step), 0  # bad: steps in a row with a skipped update
     sync_weights(policy, model)
     if step == 0 and cfg.eval_every:  # the starting point of the held-out curve
-        run.log({"step": 0, **held_out_eval()})
+        run.log({"step": 0, **held_out_eval(policy, tokenizer, cfg, step, rank, world_size)})
     while step < cfg.max_steps:
-        # 1. rollout: this rank's prompts are the step's positions j = rank, rank + W, ...
+        # 1-3. rollout, rewards, advantages (a group lives on one rank); then the update without the rollout copy
+        batch, rollout_stats = collect(policy, tokenizer, data, cfg, step, rank, world_size)
+        free_weights(policy)
         t0 = time.perf_counter()
-        chosen = prompt_indices(step, len(data), P, cfg.seed)
-        mine = list(range(rank, P, world_size))
-        requests = [(j, k) for j in mine for k in range(G)]  # each prompt's group contiguous
-        seeds = [sample_seed(cfg.seed, step, chosen[j], k) for j, k in requests]
-        max_new = length_at(step, cfg.max_response_len)
-        prompt_tokens, responses, texts = rollout(policy, tokenizer, [data[chosen[j]]["prompt"] for j, _ in requests],
-                                                  seeds, cfg, max_new)
-        gen_tokens = sum(map(len, responses))
-        t_rollout = time.perf_counter() - t0
-
-        # 2. rewards and 3. advantages (a group lives on one rank)
-        golds = [data[chosen[j]]["answer"] for j, _ in requests]
-        correct = grade_many(list(zip(texts, golds)), rounded=cfg.rounded_answers, last_number=cfg.last_number)
-        rewards = torch.tensor([cfg.reward_correct if c else cfg.reward_wrong
-                                if extract_answer(t, last_number=cfg.last_number) is not None
-                                else cfg.reward_no_answer for c, t in zip(correct, texts)])
-        advantages = group_advantages(rewards, G, cfg.std_norm)
-        keep = torch.ones(len(requests), dtype=torch.bool)
-        if cfg.drop_uniform_groups:  # masked, not removed: every rank must run the same number of passes
-            keep = (rewards.view(-1, G).std(dim=1) > 0).repeat_interleave(G)
-
-        # 4. update: old (and reference) log-probs first, then the clipped surrogate on each mini-batch
+        update_stats = update(model, reference, optimizer, batch, cfg, device, world_size,
+                              length_at(step, cfg.max_response_len))
         t1 = time.perf_counter()
-        x, y, mask = sequences(prompt_tokens, responses)
-        seq_lens = [len(p) + len(r) - 1 for p, r in zip(prompt_tokens, responses)]
-        mask &= keep[:, None]
-        on_policy = P == M  # one optimizer step per rollout: the old log-probs are the current ones, no extra pass
-        with amp:
-            old = None if on_policy else all_logprobs(model, x, y, cfg.micro_batch, device, cfg.temperature)
-            ref = all_logprobs(reference, x, y, cfg.micro_batch, device, cfg.temperature) if reference else None
-        per_update = M // world_size * G  # this rank's sequences in one mini-batch
-        sums, skipped = dict.fromkeys(["loss", "clip_frac", "kl", "entropy", "grad_norm"], 0.0), 0
-        for u in range(P // M):
-            rows = range(u * per_update, (u + 1) * per_update)
-            n_tokens = all_sum(mask[rows.start:rows.stop].sum().item(), device)
-            n_seqs = all_sum(keep[rows.start:rows.stop].sum().item(), device)
-            # The mini-batch's loss is normalised by its global count, over every rank (tokens for token-mean,
-            # sequences otherwise), not per micro-batch: micro-batch losses then add up to the mini-batch's loss
-            # however it is split across micro-batches and ranks
-            total = n_tokens if cfg.loss_agg == "token-mean" else n_seqs
-            # rows of similar length share a micro-batch (the loss is a sum, so any split gives the same gradient),
-            # and a micro-batch is as wide as its longest row: little padding
-            order = sorted(rows, key=lambda i: seq_lens[i])
-            micro = [torch.tensor(order[i:i + cfg.micro_batch]) for i in range(0, len(order), cfg.micro_batch)]
-            for m, s in enumerate(micro):
-                width = max(seq_lens[i] for i in s.tolist())
-                xb, yb, mb = (t[s, :width].to(device) for t in (x, y, mask))
-                if world_size > 1:
-                    model.set_requires_gradient_sync(m == len(micro) - 1)
-                with amp:  # at the sampling temperature: the distribution the rollout drew from
-                    logprobs, entropy = model.logprobs(xb, yb, entropy=True, temperature=cfg.temperature)
-                old_logprobs = logprobs.detach().float() if on_policy else old[s, :width].to(device)
-                loss, stats = policy_loss(
-                    logprobs.float(), old_logprobs, advantages[s].to(device), mb, cfg.clip_low,
-                    cfg.clip_high, cfg.loss_agg, None if ref is None else ref[s, :width].to(device), cfg.kl_coef,
-                    entropy.float(), cfg.entropy_coef, total=max(total, 1), max_len=max_new)
-                (loss * world_size).backward()  # FSDP averages gradients over ranks: times world_size, a sum again
-                sums["loss"] += loss.item()
-                n = mb.sum().item()
-                for key in ("clip_frac", "kl", "entropy"):
-                    sums[key] += stats[key].item() * n / max(n_tokens, 1)
-            grad_norm = clip_gradients(model, cfg.grad_clip)  # over every rank's shards: all ranks agree
-            if math.isfinite(grad_norm):  # a NaN or inf loss gives a non-finite gradient: that update is skipped
-                optimizer.step()
-            else:
-                skipped += 1
-            sums["grad_norm"] += grad_norm
-            optimizer.zero_grad(set_to_none=True)
-        t_update = time.perf_counter() - t1
         step += 1
         sync_weights(policy, model)
+        seconds = {"time_rollout": rollout_stats.pop("time_rollout"), "time_reward": rollout_stats.pop("time_reward"),
+                   "time_update": t1 - t0, "time_sync": time.perf_counter() - t1}
 
         # 5. logs, evaluation, checkpoints
-        n_all = P * G
-        lengths = [len(r) for r in responses]
-        row = {"step": step,
-               "reward": all_sum(rewards.sum().item(), device) / n_all,
-               "accuracy": all_sum(sum(correct), device) / n_all,
-               "response_len": all_sum(sum(lengths), device) / n_all,
-               "response_len_max": all_max(max(lengths), device),
-               "loss": all_sum(sums["loss"], device) / (P // M),
-               **{k: all_sum(sums[k], device) / (P // M) for k in ("clip_frac", "kl", "entropy")},
-               "grad_norm": sums["grad_norm"] / (P // M), "lr": cfg.lr,
-               "rollout_tok_per_s": all_sum(gen_tokens, device) / t_rollout,
-               "update_tok_per_s": all_sum(int(mask.sum()), device) / t_update}
-        if skipped:
-            row["skipped"] = skipped
+        row = step_metrics(step, batch, rollout_stats, update_stats, cfg, device, seconds)
         if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.max_steps):
-            row |= held_out_eval()
+            row |= held_out_eval(policy, tokenizer, cfg, step, rank, world_size)
         run.log(row)
-        for (j, k), text, r in list(zip(requests, texts, rewards.tolist()))[:cfg.log_samples]:
-            run.log({"step": step, "prompt": data[chosen[j]]["prompt"], "completion": text,
-                     "answer": extract_answer(text, last_number=cfg.last_number), "gold": data[chosen[j]]["answer"],
-                     "reward": r}, "samples")
+        for i in range(min(cfg.log_samples, len(batch["texts"]))):
+            text = batch["texts"][i]
+            run.log({"step": step, "prompt": data[batch["prompt_index"][i]]["prompt"], "completion": text,
+                     "answer": extract_answer(text, last_number=cfg.last_number), "gold": batch["golds"][i],
+                     "reward": batch["rewards"][i].item()}, "samples")
         bar.update(1)
-        bar.set_postfix(reward=f"{row['reward']:.3f}", len=f"{row['response_len']:.0f}", loss=f"{row['loss']:.4f}")
-        bad = bad + 1 if skipped else 0
-        if skipped and rank == 0:
-            tqdm.write(f"step {step}: {skipped} of {P // M} updates had a non-finite loss or gradient: skipped")
+        bar.set_postfix(reward=f"{row['reward']:.3f}", len=f"{row['response_len']:.0f}",
+                        trunc=f"{row['truncated']:.2f}", loss=f"{row['loss']:.4f}")
+        bad = bad + 1 if row.get("skipped") else 0
+        if row.get("skipped") and rank == 0:
+            tqdm.write(f"step {step}: {row['skipped']} of {cfg.prompts_per_step // cfg.mini_batch_prompts} updates "
+                       "had a non-finite loss or gradient: skipped")
         if bad >= cfg.max_bad_steps:
             raise RuntimeError(f"{bad} steps in a row had a non-finite loss or gradient (the last: step {step}); "
                                f"stopping. The last good checkpoint, {latest_checkpoint(cfg.out_dir)}, is untouched: "

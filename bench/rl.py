@@ -21,8 +21,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # first: the repo's rl.py, not this
 import generation  # noqa: E402
+import grpo  # noqa: E402
 import rl  # noqa: E402
-from generate import copy_bandwidth, decode_floor_s  # noqa: E402  (bench/generate.py)
+from generate import copy_bandwidth, cpu_name, decode_floor_s  # noqa: E402  (bench/generate.py)
 from model import Llama, ModelConfig  # noqa: E402
 
 
@@ -31,33 +32,27 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def step(model, policy, optimizer, prompts, cfg, device):
-    """One GRPO step's rollout and update, timed: (rollout seconds, generated tokens, update seconds, tokens)."""
+def step(model, policy, optimizer, prompts, args, device):
+    """One GRPO step's rollout and update (rl.update: old log-probs, the clipped surrogate's forward and backward
+    on each micro-batch, AdamW), timed: (rollout seconds, generated tokens, update seconds, tokens)."""
     sync(device)
     t0 = time.perf_counter()
     seeds = [rl.sample_seed(0, 0, j, 0) for j in range(len(prompts))]
-    responses, _ = policy.generate(prompts, cfg.new_tokens, temperature=1.0, seed=seeds, compile=cfg.compile,
-                                   kv_budget=cfg.kv_budget or None, max_batch=cfg.gen_batch)
+    responses, logprobs = policy.generate(prompts, args.new_tokens, temperature=1.0, seed=seeds, compile=args.compile,
+                                          kv_budget=args.kv_budget or None, max_batch=args.gen_batch,
+                                          tempered_logprobs=True)
     sync(device)
     t_rollout = time.perf_counter() - t0
-    x, y, mask = rl.sequences(prompts, responses)
-    advantages = rl.group_advantages(torch.randn(len(prompts)), cfg.samples)
-    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    # two PPO mini-batches, as configs/rl_math.py: the second one off-policy, so the old log-probs are computed
+    cfg = rl.Config(prompts_per_step=args.prompts, samples_per_prompt=args.samples,
+                    mini_batch_prompts=args.prompts // 2, micro_batch=args.micro_batch, temperature=1.0)
+    batch = {"prompt_tokens": prompts, "responses": responses, "rollout_logprobs": logprobs,
+             "truncated": [False] * len(prompts), "keep": torch.ones(len(prompts), dtype=torch.bool),
+             "advantages": grpo.group_advantages(torch.randn(len(prompts)), args.samples)}
     t1 = time.perf_counter()
-    with autocast:
-        old = rl.all_logprobs(model, x, y, cfg.micro_batch, device)
-    total = mask.sum().item()
-    for i in range(0, len(x), cfg.micro_batch):
-        s = slice(i, i + cfg.micro_batch)
-        with autocast:
-            logprobs, entropy = model.logprobs(x[s].to(device), y[s].to(device), entropy=True)
-        loss, _ = rl.policy_loss(logprobs.float(), old[s], advantages[s].to(device), mask[s].to(device), total=total)
-        loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    out = rl.update(model, None, optimizer, batch, cfg, device, 1, args.new_tokens)
     sync(device)
-    return t_rollout, sum(map(len, responses)), time.perf_counter() - t1, total
+    return t_rollout, sum(map(len, responses)), time.perf_counter() - t1, out["tokens"]
 
 
 def rl_math_kv(gpu_bytes=80 * 2**30, ranks=8, prompt_len=512, rows=256):
@@ -83,6 +78,49 @@ def rl_math_kv(gpu_bytes=80 * 2**30, ranks=8, prompt_len=512, rows=256):
         full = [rows * (prompt_len + new) * per_token / 2**30 for new in (4096, 8192)]
         out.append(f"| {preset} ({params / 1e9:.1f}B) | {per_token / 2**10:.0f} KiB | {full[0]:.0f} GiB | "
                    f"{full[1]:.0f} GiB | {budget / 2**30:.0f} GiB | {fits[0]} / {fits[1]} |")
+    return out
+
+
+def rl_math_memory(gpu_bytes=80 * 2**30, ranks=8, prompt_len=512, new=4096, micro=8):
+    """Markdown rows: each rank's memory in the three phases of a configs/rl_math.py step, for the paper's three
+    models, now and as rl.py held it before; an ESTIMATE, arithmetic from the shapes (no GPU here). N parameters, W
+    ranks. Always: FSDP2's fp32 shards of the weights, gradients and AdamW's two moments (16 N / W) and 2 GiB for
+    the CUDA context. Rollout: the bf16 rollout copy (2 N) and the KV cache (generate's default budget:
+    GPU_SHARE of what is free). Update (the rollout copy released, rl.free_weights): a block's bf16 weights
+    gathered twice (FSDP prefetches the next), a block's fp32 gradient before its reduce-scatter (after every
+    micro-batch), the checkpointed activations (each block's bf16 input, micro x (prompt + new) tokens), one
+    block's insides recomputed with their gradients (about (8 dim + 4 ffn_dim) x 2 bytes a token, twice), and
+    one chunk of fp32 logits (2^26 of them, 3 times). Sync: the rollout copy allocated again and one bf16 tensor
+    gathered at a time. Before: the rollout copy kept through the update, full fp32 gradients accumulated on
+    every rank (gradient sync on only the last micro-batch: 4 N), and the whole fp32 model gathered to sync (4 N)."""
+    gib = 2**30
+    out = ["", f"## Memory a rank, configs/rl_math.py's step (estimate: arithmetic from the shapes; {ranks} ranks of "
+           f"{gpu_bytes / gib:.0f} GiB, micro-batches of {micro} x ({prompt_len} + {new}) tokens, activation "
+           "checkpointing)", "",
+           "| model | sharded state | rollout (copy + KV) | update | sync | update before | sync before | fits now / "
+           "before |", "|---|---|---|---|---|---|---|---|"]
+    for preset in ("llama3.2-1b", "llama3.2-3b", "llama3.1-8b"):
+        cfg = ModelConfig.preset(preset)
+        with torch.device("meta"):  # shapes only, no memory
+            model = Llama(cfg)
+        n = sum(p.numel() for p in model.parameters())
+        block = sum(p.numel() for p in model.layers[0].parameters())
+        largest = max(p.numel() for p in model.parameters())
+        tokens = micro * (prompt_len + new)
+        state, context = 16 * n / ranks, 2 * gib
+        kv = generation.GPU_SHARE * (gpu_bytes - state - 2 * n - context)
+        activations = (cfg.n_layers * tokens * cfg.dim * 2 + 2 * tokens * (8 * cfg.dim + 4 * cfg.ffn_dim) * 2
+                       + 3 * 2**26 * 4)
+        rollout = state + context + 2 * n + kv
+        update = state + context + 2 * 2 * block + 4 * block + activations
+        sync_now = state + context + 2 * n + 2 * largest
+        update_before = update + 2 * n + 4 * n
+        sync_before = state + context + 2 * n + 4 * n
+        fits = lambda *phases: "yes" if max(phases) <= gpu_bytes else "no"  # noqa: E731
+        out.append(f"| {preset} ({n / 1e9:.1f}B) | {state / gib:.1f} GiB | {rollout / gib:.1f} GiB "
+                   f"({2 * n / gib:.1f} + {kv / gib:.1f}) | {update / gib:.1f} GiB | {sync_now / gib:.1f} GiB "
+                   f"| {update_before / gib:.1f} GiB | {sync_before / gib:.1f} GiB "
+                   f"| {fits(rollout, update, sync_now)} / {fits(rollout, update_before, sync_before)} |")
     return out
 
 
@@ -114,7 +152,8 @@ def main():
     for _ in range(args.steps):  # the last one is reported; the first warms up
         t_rollout, gen_tokens, t_update, upd_tokens = step(model, policy, optimizer, prompts, args, device)
     params = sum(p.numel() for p in model.parameters())
-    name = f"{torch.cuda.get_device_name()}, bf16" if cuda else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads), fp32"
+    name = f"{torch.cuda.get_device_name()}, bf16" if cuda else \
+        f"CPU ({cpu_name()}, {platform.machine()}, {torch.get_num_threads()} threads), fp32"
     lines = ["# GRPO step throughput (bench/rl.py)\n",
              f"{name}, {date.today()}, torch {torch.__version__}; model {args.preset} ({params / 1e6:,.1f}M parameters, "
              f"random weights); {args.prompts} prompts x {args.samples} samples, prompts of {args.prompt_len} tokens, "
@@ -131,7 +170,7 @@ def main():
         floor *= len(prompts) / n
         row += f" {floor:.1f} | {floor / t_rollout:.2f} |"
     lines.append(row)
-    lines += rl_math_kv()
+    lines += rl_math_kv() + rl_math_memory()
     print("\n".join(lines))
     out = args.out or os.path.join(os.path.dirname(__file__), "results", f"rl_{device.type}.md")
     with open(out, "w") as f:

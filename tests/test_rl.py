@@ -1,6 +1,9 @@
-"""rl.py's maths against values written out by hand and a float64 reference of the formulas; and, end to end
-on a fresh copy of the repo, configs/rl_tiny.py learning on two seeds, exact resume after kill -9, and a 2-process
-run equal to a 1-process one."""
+"""rl.py's steps on hand-made batches (grpo.py's maths has tests/test_grpo.py): the reward graded as eval.py grades,
+every metric of a step against values computed here, zero-advantage rows skipped with the same update, the
+learner's log-probs at the sampling temperature, redraws pure functions of the step on any split over ranks, the
+weight sync a tensor at a time (its peak memory measured over 2 gloo ranks); and, end to end on a fresh copy of
+the repo, configs/rl_tiny.py learning on two seeds, exact resume after kill -9, and a 2-process run equal to a
+1-process one."""
 import json
 import math
 import os
@@ -20,111 +23,9 @@ from common import load_checkpoint
 from configurator import configure
 from grader import grade_many
 from model import Llama
-from rl import Config, aggregate, ensure_init, group_advantages, length_at, policy_loss, prompt_indices, sample_seed
+from rl import Config, ensure_init, length_at, prompt_indices, sample_seed
+from test_model import small_model
 from tokenizer import Tokenizer
-
-
-def test_group_advantages_by_hand():
-    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0])
-    a = 0.5 / math.sqrt(1 / 3)  # group std (unbiased) of {1, 0, 0, 1} is sqrt(1/3)
-    b = 0.75 / math.sqrt(0.25)  # {0, 0, 0, 1}: mean 0.25, unbiased std 0.5
-    expected = [a, -a, -a, a, 0, 0, 0, 0, -0.25 / 0.5, -0.25 / 0.5, -0.25 / 0.5, b]
-    assert torch.allclose(group_advantages(rewards, 4), torch.tensor(expected), atol=1e-5)
-    dr_grpo = group_advantages(rewards, 4, std_norm=False)
-    assert torch.allclose(dr_grpo, torch.tensor([.5, -.5, -.5, .5, 0, 0, 0, 0, -.25, -.25, -.25, .75]))
-    with pytest.raises(ValueError, match="groups of 5"):
-        group_advantages(rewards, 5)
-
-
-# ratios chosen so that each side of the clip range is hit with a positive and a negative advantage
-RATIOS = torch.tensor([[1.0, 1.5, 0.5], [1.1, 0.7, 1.3]], dtype=torch.float64)
-ADV = torch.tensor([1.0, -2.0], dtype=torch.float64)
-MASK = torch.tensor([[1, 1, 1], [1, 1, 0]], dtype=torch.bool)  # ragged: the second response is 2 tokens
-
-
-def inputs():
-    old = torch.tensor([[-1.0, -2.0, -0.5], [-3.0, -1.5, -2.5]], dtype=torch.float64)
-    return (old + RATIOS.log()).requires_grad_(), old
-
-
-@pytest.mark.parametrize("agg, expected", [
-    # per-token losses: row 0 (A=1): -1, -1.2 (clipped at 1.2), -0.5; row 1 (A=-2): 2.2, 1.6 (clipped at 0.8), masked
-    ("token-mean", (-1 - 1.2 - 0.5 + 2.2 + 1.6) / 5),
-    ("seq-mean-token-mean", ((-1 - 1.2 - 0.5) / 3 + (2.2 + 1.6) / 2) / 2),
-    ("seq-mean-token-sum-norm", ((-1 - 1.2 - 0.5) / 3 + (2.2 + 1.6) / 3) / 2),
-])
-def test_policy_loss_by_hand(agg, expected):
-    logprobs, old = inputs()
-    loss, stats = policy_loss(logprobs, old, ADV, MASK, 0.2, 0.2, agg)
-    assert loss.item() == pytest.approx(expected, abs=1e-12)
-    assert stats["clip_frac"].item() == pytest.approx(2 / 5)
-
-
-def test_policy_loss_gradient_by_hand():
-    logprobs, old = inputs()
-    loss, _ = policy_loss(logprobs, old, ADV, MASK, 0.2, 0.2, "token-mean")
-    loss.backward()
-    # d/dlogp of -A * ratio is -A * ratio where the unclipped term is taken; 0 where the clip is active
-    expected = torch.tensor([[-1.0, 0.0, -0.5], [2 * 1.1, 0.0, 0.0]], dtype=torch.float64) / 5
-    assert torch.allclose(logprobs.grad, expected, atol=1e-12)
-
-
-def test_clip_higher_widens_only_the_upper_side():
-    logprobs, old = inputs()
-    _, stats = policy_loss(logprobs, old, ADV, MASK, 0.2, 0.6, "token-mean")
-    assert stats["clip_frac"].item() == pytest.approx(1 / 5)  # 1.5 < 1.6 now passes; 0.7 < 0.8 still clipped
-
-
-def reference_loss(logprobs, old, adv, mask, ref, kl_coef, entropy, entropy_coef, agg, lo=0.2, hi=0.2):
-    """The same objective written out in float64, token by token."""
-    B, T = len(logprobs), len(logprobs[0])
-    rows = []
-    for b in range(B):
-        terms = []
-        for t in range(T):
-            if not mask[b][t]:
-                continue
-            r = math.exp(logprobs[b][t] - old[b][t])
-            term = max(-adv[b] * r, -adv[b] * min(max(r, 1 - lo), 1 + hi))
-            d = ref[b][t] - logprobs[b][t]
-            terms.append(term + kl_coef * (math.exp(d) - d - 1) - entropy_coef * entropy[b][t])
-        rows.append(terms)
-    if agg == "token-mean":
-        return sum(map(sum, rows)) / sum(map(len, rows))
-    if agg == "seq-mean-token-mean":
-        return sum(sum(r) / len(r) for r in rows) / len(rows)
-    return sum(sum(r) / T for r in rows) / len(rows)
-
-
-@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
-def test_policy_loss_with_kl_and_entropy_matches_reference(agg):
-    g = torch.Generator().manual_seed(0)
-    B, T = 5, 9
-    old = -torch.rand(B, T, generator=g, dtype=torch.float64) * 3
-    logprobs = old + 0.4 * torch.randn(B, T, generator=g, dtype=torch.float64)
-    ref = old + 0.3 * torch.randn(B, T, generator=g, dtype=torch.float64)
-    entropy = torch.rand(B, T, generator=g, dtype=torch.float64)
-    adv = torch.randn(B, generator=g, dtype=torch.float64)
-    lengths = torch.tensor([9, 1, 4, 7, 2])
-    mask = torch.arange(T)[None] < lengths[:, None]
-    loss, stats = policy_loss(logprobs, old, adv, mask, 0.2, 0.28, agg, ref, 0.1, entropy, 0.01)
-    expected = reference_loss(logprobs.tolist(), old.tolist(), adv.tolist(), mask.tolist(), ref.tolist(), 0.1,
-                              entropy.tolist(), 0.01, agg, 0.2, 0.28)
-    assert loss.item() == pytest.approx(expected, rel=1e-12)
-    d = (ref - logprobs)[mask]
-    assert stats["kl"].item() == pytest.approx((d.exp() - d - 1).mean().item(), rel=1e-12)
-    assert stats["kl"].item() > 0
-
-
-def test_global_denominators_make_micro_batches_add_up():
-    # the loss of a batch equals the sum of its slices' losses given the whole batch's denominators
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(6, 7, generator=g, dtype=torch.float64)
-    mask = torch.arange(7)[None] < torch.tensor([7, 3, 5, 1, 6, 2])[:, None]
-    for agg, total in [("token-mean", mask.sum()), ("seq-mean-token-mean", 6), ("seq-mean-token-sum-norm", 6)]:
-        whole = aggregate(x, mask, agg, max_len=7)
-        parts = sum(aggregate(x[i:i + 2], mask[i:i + 2], agg, total=total, max_len=7) for i in range(0, 6, 2))
-        assert parts.item() == pytest.approx(whole.item(), rel=1e-12)
 
 
 def test_prompts_and_seeds_are_pure_functions_of_the_step():
@@ -143,15 +44,156 @@ def test_reward_grades_the_text_eval_grades():
 
     class Scripted:  # a policy that answers every prompt with the same tokens, then EOS
         def generate(self, prompts, *args, **kwargs):
-            return [tokenizer.encode(text) + [tokenizer.eos_id] for text in TEXTS][:len(prompts)], None
+            tokens = [tokenizer.encode(text) + [tokenizer.eos_id] for text in TEXTS][:len(prompts)]
+            return tokens, [[0.0] * len(t) for t in tokens]
 
     TEXTS = ["The answer is 42", "So x = 3.\n\nProblem: next", "The answer is 42."]
     cfg = Config(template="qa")
-    _, tokens, texts = R.rollout(Scripted(), tokenizer, ["q"] * 3, [1, 2, 3], cfg, 16)
+    _, tokens, _, texts, truncated = R.rollout(Scripted(), tokenizer, ["q"] * 3, [1, 2, 3], cfg, 16)
+    assert truncated == [False] * 3
     stops = evaluation.TEMPLATES["qa"]["stop"]
     assert texts == [evaluation.completion_text(t, tokenizer, stops) for t in tokens]
     assert "<|end_of_text|>" not in "".join(texts) and texts[0] == "The answer is 42"
     assert grade_many([(t, "42") for t in texts]) == [True, False, True]  # as eval.py grades the same completions
+
+
+@pytest.fixture(scope="module")
+def world():
+    """A tokenizer and a small random model on its vocabulary, and two prompts with their answers."""
+    tokenizer = Tokenizer.train(["Question: what is 6 times 7? Answer: The answer is 42. 41 9 no"] * 20, 300)
+    model = small_model(vocab_size=300).float()
+    data = [{"prompt": evaluation.render(q, "qa"), "answer": a} for q, a in [("6 times 7?", "42"), ("3 plus 6?", "9")]]
+    return tokenizer, model, data
+
+
+class Scripted:
+    """A policy whose completions are answer(prompt text, the call's index of it) then EOS (or, for a token list,
+    just those tokens), with log-probs 0; it counts its calls."""
+
+    def __init__(self, tokenizer, answer):
+        self.tokenizer, self.answer, self.calls = tokenizer, answer, []
+
+    def generate(self, prompts, max_new_tokens, *args, **kwargs):
+        texts = [self.answer(self.tokenizer.decode(p), i) for i, p in enumerate(prompts)]
+        self.calls.append(len(prompts))
+        tokens = [t if isinstance(t, list) else self.tokenizer.encode(t) + [self.tokenizer.eos_id] for t in texts]
+        return tokens, [[0.0] * len(t) for t in tokens]
+
+
+def test_a_hand_made_step_logs_every_metric(world):
+    tokenizer, model, data = world
+    long = tokenizer.encode("41 " * 40)[:40]  # 40 tokens, no stop: cut at the limit (an answer, wrong)
+    scripts = {"6 times": ["The answer is 42", "The answer is 41", long, "Let me think. First we add"],  # 1, 0, 0, -1
+               "3 plus": ["The answer is 9"] * 4}  # every sample of the second prompt right: a uniform group
+    policy = Scripted(tokenizer, lambda prompt, i: scripts[next(k for k in scripts if k in prompt)][i % 4])
+    cfg = Config(template="qa", prompts_per_step=2, samples_per_prompt=4, mini_batch_prompts=2, micro_batch=3,
+                 max_response_len=40, reward_no_answer=-1.0, lr=0.0, temperature=0.7)
+    batch, stats = R.collect(policy, tokenizer, data, cfg, step=0, rank=0, world_size=1)
+    first = prompt_indices(0, 2, 2, 0)[0]  # which prompt the step's slot 0 holds
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    out = R.update(model, None, optimizer, batch, cfg, torch.device("cpu"), 1, 40)
+    seconds = {"time_rollout": 1.0, "time_reward": 0.5, "time_update": 2.0, "time_sync": 0.25}
+    row = R.step_metrics(1, batch, stats, out, cfg, torch.device("cpu"), seconds)
+    rewards = [[1.0, 0.0, 0.0, -1.0], [1.0] * 4]
+    lengths = sorted(len(r) for r in batch["responses"])
+    assert row["reward"] == pytest.approx(4 / 8) and row["accuracy"] == pytest.approx(5 / 8)
+    assert batch["rewards"].tolist() == sum(rewards if "6 times" in data[first]["prompt"] else rewards[::-1], [])
+    assert row["truncated"] == 1 / 8 and row["no_answer"] == 1 / 8 and row["uniform_groups"] == 1 / 2
+    assert (row["response_len_max"], row["response_len_p50"], row["response_len_p90"]) == \
+        (lengths[-1], lengths[4], lengths[6])
+    assert row["response_len"] == pytest.approx(sum(lengths) / 8)
+    # advantage 0, no pass: the uniform group's rows, and the two whose reward (0) is their group's mean
+    assert row["rows_run"] == 2 / 8
+    assert row["clip_frac"] == row["clip_frac_low"] == row["clip_frac_high"] == 0  # on-policy: every ratio is 1
+    assert row["kl_old_new"] == 0 and row["grader_timeouts"] == 0 and "skipped" not in row
+    assert {k: row[k] for k in seconds} == seconds and row["update_tok_per_s"] == pytest.approx(sum(
+        len(r) for r in batch["responses"]) / 2.0)
+    # the entropy and the gap to the rollout's log-probs (0 here), over the rows that ran, computed here
+    x, y, mask, _ = R.sequences(batch["prompt_tokens"], batch["responses"], batch["rollout_logprobs"])
+    ran = batch["advantages"] != 0
+    with torch.no_grad():
+        logprobs, entropy = model.logprobs(x[ran], y[ran], entropy=True, temperature=0.7)
+    m = mask[ran]
+    assert row["logprob_gap"] == pytest.approx(logprobs[m].abs().mean().item(), rel=1e-5)
+    assert row["logprob_gap_max"] == pytest.approx(logprobs[m].abs().max().item(), rel=1e-5)
+    assert row["entropy"] == pytest.approx(entropy[m].mean().item(), rel=1e-5)
+
+
+def test_zero_advantage_rows_skipped_give_the_same_update(world):
+    tokenizer, _, data = world
+    g = torch.Generator().manual_seed(4)
+    batch = {"prompt_tokens": [[tokenizer.bos_id] + tokenizer.encode(data[i % 2]["prompt"]) for i in range(8)],
+             "responses": [torch.randint(0, 300, (n,), generator=g).tolist() for n in (5, 3, 7, 2, 6, 4, 1, 8)],
+             "truncated": [False] * 8, "keep": torch.ones(8, dtype=torch.bool),
+             "advantages": torch.tensor([0.5, 0.0, -1.0, 0.0, 0.0, 2.0, 0.0, -0.3])}
+    batch["rollout_logprobs"] = [[-1.0] * len(r) for r in batch["responses"]]
+    steps = []
+    for skip in (False, True):
+        model = small_model(vocab_size=300).float()
+        before = [p.detach().clone() for p in model.parameters()]
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)  # the step is the gradient
+        cfg = Config(prompts_per_step=2, samples_per_prompt=4, mini_batch_prompts=2, micro_batch=8, grad_clip=1e9,
+                     skip_zero_advantage=skip, temperature=1.0)
+        out = R.update(model, None, optimizer, batch, cfg, torch.device("cpu"), 1, 8)
+        assert out["rows_run"] == (4 if skip else 8)
+        steps.append([b - p.detach() for b, p in zip(before, model.parameters())])
+    assert any(s.abs().max() > 1e-4 for s in steps[0])  # the update does something
+    for a, b in zip(*steps):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)  # the same gradient (up to the batch's rounding)
+
+
+def test_learner_log_probs_are_at_the_sampling_temperature(world):
+    """Rollout and learner agree on every token's log-prob at the sampling temperature; at temperature 1 the
+    learner would be off-policy by far more."""
+    tokenizer, model, data = world
+    cfg = Config(template="qa", prompts_per_step=2, samples_per_prompt=4, mini_batch_prompts=2, micro_batch=8,
+                 max_response_len=12, lr=0.0, temperature=0.7)
+    batch, _ = R.collect(model, tokenizer, data, cfg, step=0, rank=0, world_size=1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    batch["advantages"] = torch.ones(8)  # every row runs its pass
+    same = R.update(model, None, optimizer, batch, cfg, torch.device("cpu"), 1, 12)
+    assert same["logprob_gap_max"] < 1e-4 and same["tokens_run"] > 20
+    other = R.update(model, None, optimizer, batch, Config(**{**cfg.__dict__, "temperature": 1.0}),
+                     torch.device("cpu"), 1, 12)
+    assert other["logprob_gap"] / other["tokens_run"] > 0.05
+
+
+def test_dynamic_sampling_redraws_a_uniform_group_the_same_way_on_any_ranks(world):
+    tokenizer, _, data = world
+    data = data * 5  # 10 prompts: 5 whose answer is 42, 5 whose answer is 9
+    right = lambda prompt, i: "The answer is 42" if i % 2 else "The answer is 9"  # noqa: E731
+    uniform = lambda prompt, i: "The answer is 42"  # noqa: E731  (right for one kind of prompt, wrong for the other)
+    cfg = Config(template="qa", prompts_per_step=4, samples_per_prompt=2, mini_batch_prompts=4, dynamic_sampling=True,
+                 max_redraws=2, max_response_len=8)
+    for answer in (right, uniform):
+        one = Scripted(tokenizer, answer)
+        whole, stats = R.collect(one, tokenizer, data, cfg, step=3, rank=0, world_size=1)
+        again, _ = R.collect(Scripted(tokenizer, answer), tokenizer, data, cfg, step=3, rank=0, world_size=1)
+        assert whole["prompt_index"] == again["prompt_index"] and whole["rewards"].tolist() == again["rewards"].tolist()
+        parts = [R.collect(Scripted(tokenizer, answer), tokenizer, data, cfg, step=3, rank=r, world_size=2)[0]
+                 for r in (0, 1)]
+        # rank r holds slots r, r + 2: the whole step's slots are 0, 1, 2, 3 in that order
+        slots = [parts[j % 2]["prompt_index"][(j // 2) * 2:(j // 2 + 1) * 2] for j in range(4)]
+        assert [i for part in slots for i in part] == whole["prompt_index"]
+        if answer is right:  # every group mixes right and wrong: nothing redrawn
+            assert stats["redraws"] == 0 and one.calls == [8] and whole["keep"].all()
+        else:  # a group of the "9" prompts is all wrong: drawn again, until a "42" prompt or max_redraws
+            assert stats["uniform_groups"] == 4 and stats["redraws"] > 0 and len(one.calls) > 1
+            assert not whole["keep"].any()  # "42" prompts are all right: uniform too, masked after the last draw
+
+
+def test_the_weight_sync_holds_one_tensor_at_a_time_beyond_the_models():
+    """2 gloo ranks, a model sharded over them: the resident memory sync_weights adds at its peak is about one
+    tensor, not the whole model gathered (measured: the process's high-water mark, reset before the sync)."""
+    script = Path(__file__).parent / "sync_memory.py"
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          f"--master_port={free_port()}", str(script)], capture_output=True, text=True,
+                         env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    for line in (x for x in out.stdout.splitlines() if x.startswith("sync ")):
+        _, rank, model_mb, tensor_mb, extra_mb, equal = line.split()
+        assert equal == "True"  # the copy holds the policy's weights
+        assert float(extra_mb) < 3 * float(tensor_mb) < 0.25 * float(model_mb), line
 
 
 def test_top_p_below_one_is_refused():
@@ -184,7 +226,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # a few small steps from the tiny model: 2 PPO mini-batches a step, so the second one is off-policy
 SMALL = ["--prompts_per_step=4", "--samples_per_prompt=4", "--mini_batch_prompts=2", "--micro_batch=4",
          "--max_steps=6", "--ckpt_every=2", "--eval_every=0", "--max_response_len={0: 40}", "--log_samples=16"]
-TIMING = ("rollout_tok_per_s", "update_tok_per_s")
+TIMING = ("rollout_tok_per_s", "update_tok_per_s", "time_rollout", "time_reward", "time_update", "time_sync")
 
 
 def script_env():
@@ -235,7 +277,7 @@ def test_rl_tiny_learns(clone, out):
 @pytest.mark.slow
 def test_non_finite_updates_are_skipped_then_the_run_stops_with_its_checkpoints_intact(clone, monkeypatch):
     calls = {"n": 0}
-    loss_fn = R.policy_loss
+    loss_fn = R.grpo.policy_loss
 
     def poisoned(*args, **kwargs):  # 4 calls a step (2 updates x 2 micro-batches): steps 2 and 4 on give NaN
         calls["n"] += 1
@@ -243,9 +285,10 @@ def test_non_finite_updates_are_skipped_then_the_run_stops_with_its_checkpoints_
         step = (calls["n"] - 1) // 4 + 1
         return (loss * float("nan"), stats) if step == 2 or step >= 4 else (loss, stats)
 
-    monkeypatch.setattr(R, "policy_loss", poisoned)
+    monkeypatch.setattr(R.grpo, "policy_loss", poisoned)
     monkeypatch.chdir(clone)
-    cfg = configure(Config(), ["configs/rl_tiny.py", *SMALL, "--out_dir=out/nan"])
+    # every row runs its pass (none skipped for a zero advantage), so each step makes the same 4 calls
+    cfg = configure(Config(), ["configs/rl_tiny.py", *SMALL, "--out_dir=out/nan", "--skip_zero_advantage=False"])
     with pytest.raises(RuntimeError, match="3 steps in a row"):
         R.main(cfg)
     metrics = [r for r in rows(clone / "out/nan/metrics.jsonl") if "reward" in r]
@@ -281,8 +324,9 @@ def test_rl_two_processes_equal_one(clone):
     # a clip range of 0.1% clips by construction: the second mini-batch's ratios are taken after the first
     # mini-batch's AdamW step (lr 1e-4 on every weight), which moves log-probs by far more than 0.1%, on any CPU
     # the held-out eval at steps 0 and 3: two ranks split its prompts and must score what one process does
+    # and dynamic sampling: a uniform group's slot is drawn again, the same prompts on one rank as on two
     args = [*SMALL, "--max_steps=3", "--ckpt_every=3", "--clip_low=0.001", "--clip_high=0.001", "--eval_every=3",
-            "--eval_limit=12"]
+            "--eval_limit=12", "--dynamic_sampling=True"]
     rl(clone, *args, "--out_dir=out/one")
     rl(clone, *args, "--out_dir=out/two", launcher=(sys.executable, "-m", "torch.distributed.run",
                                                     "--nproc_per_node=2", f"--master_port={free_port()}"))
@@ -293,7 +337,10 @@ def test_rl_two_processes_equal_one(clone):
     one, two = [r for r in one if "reward" in r], [r for r in two if "reward" in r]
     assert len(one) == len(two) == 3
     for a, b in zip(one, two):
-        assert (a["reward"], a["accuracy"], a["response_len"]) == (b["reward"], b["accuracy"], b["response_len"])
-        for key in ("loss", "clip_frac", "entropy", "grad_norm"):
+        for key in ("reward", "accuracy", "response_len", "response_len_p90", "truncated", "uniform_groups", "redraws",
+                    "rows_run"):
+            assert a[key] == b[key], (key, a, b)
+        for key in ("loss", "clip_frac", "entropy", "grad_norm", "logprob_gap", "kl_old_new"):
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (key, a, b)
     assert any(r["loss"] != 0 for r in one) and any(r["clip_frac"] > 0 for r in one)  # the checks check something
+    assert any(r["redraws"] > 0 for r in one)

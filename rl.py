@@ -9,8 +9,8 @@ prompts the model is later evaluated with) and sample samples_per_prompt complet
 grader.py checks each completion's final answer against the gold one, on the text eval.py grades
 (eval.completion_text); 3. advantages: each reward against its group's (one prompt's samples), grpo.py's maths;
 with dynamic_sampling a prompt whose samples all score alike is replaced by another (DAPO); 4. update: on PPO
-mini-batches, the clipped surrogate (grpo.policy_loss and its switches), the log-probs at the sampling
-temperature (the distribution the rollout drew from); an update whose gradient is not finite is skipped; then
+mini-batches, the clipped surrogate (grpo.update, grpo.policy_loss and its switches), the log-probs at the
+sampling temperature (the distribution the rollout drew from); an update whose gradient is not finite is skipped; then
 the rollout copy takes the new weights, a tensor at a time. metrics.jsonl gets what a researcher watches each
 step (see step_metrics). Every prompt and sample is a pure function of (seed, step, prompt slot, draw, sample
 index), so a resumed run and a run on any number of ranks draw the same ones. The run folder (checkpoints,
@@ -18,7 +18,6 @@ metrics.jsonl, samples.jsonl, hf/) is common.py's, as train.py's.
 """
 import hashlib
 import json
-import math
 import os
 import re
 import shlex
@@ -33,8 +32,7 @@ from tqdm import tqdm
 
 import eval as evaluation
 import grpo
-from common import (all_max, all_sum, autocast, barrier, clip_gradients, latest_checkpoint, launch, local_or_hub,
-                    parallelize, start_run)
+from common import all_max, all_sum, barrier, latest_checkpoint, launch, local_or_hub, parallelize, start_run
 from data import resolve_inputs
 from generation import StopStrings
 from grader import extract_answer, grade_many
@@ -264,114 +262,6 @@ def sync_weights(rollout_model, model):
             del full
 
 
-@torch.no_grad()
-def all_logprobs(model, x, y, micro_batch, device, temperature=1.0):
-    """Per-token log-probs (float32, (B, T)) of every row's targets at temperature, a micro-batch at a time,
-    without gradients."""
-    return torch.cat([model.logprobs(x[i:i + micro_batch].to(device), y[i:i + micro_batch].to(device),
-                                     temperature=temperature)[0] for i in range(0, len(x), micro_batch)]).float()
-
-
-def pad(rows, value):
-    width = max(len(r) for r in rows)
-    return torch.tensor([r + [value] * (width - len(r)) for r in rows])
-
-
-def sequences(prompt_tokens, response_tokens, response_values):
-    """Inputs, targets (-100 outside the response), response mask, and response_values (one per response token:
-    the rollout's log-probs) aligned with the targets, of prompt+response rows, right-padded."""
-    x = [p + r[:-1] for p, r in zip(prompt_tokens, response_tokens)]
-    y = [[-100] * (len(p) - 1) + r for p, r in zip(prompt_tokens, response_tokens)]
-    v = [[0.0] * (len(p) - 1) + list(r) for p, r in zip(prompt_tokens, response_values)]
-    x, y = pad(x, 0), pad(y, -100)
-    return x, y, y != -100, pad(v, 0.0).float()
-
-# -----------------------------------------------------------------------------
-# the update
-
-
-def micro_batches(rows, seq_lens, active, size):
-    """A mini-batch's rows that run a pass (active), shortest first, in micro-batches of size: rows of similar
-    length share one (the loss is a sum, so any split gives the same gradient) and it is as wide as its longest."""
-    order = sorted((i for i in rows if active[i]), key=lambda i: seq_lens[i])
-    return [order[i:i + size] for i in range(0, len(order), size)]
-
-
-def update(model, reference, optimizer, batch, cfg, device, world_size, max_new_tokens):
-    """4. The update: old (and reference) log-probs first, then the clipped surrogate on each PPO mini-batch, one
-    optimizer step each (skipped if its gradient is not finite). Returns the stats step_metrics logs (this rank's
-    token-weighted sums, and the collective ones)."""
-    P, G, M = cfg.prompts_per_step, cfg.samples_per_prompt, cfg.mini_batch_prompts
-    x, y, mask, rollout_lp = sequences(batch["prompt_tokens"], batch["responses"], batch["rollout_logprobs"])
-    mask &= batch["keep"][:, None]
-    if cfg.overlong_mask:  # DAPO: a truncated response's reward says nothing about its tokens
-        mask &= ~torch.tensor(batch["truncated"])[:, None]
-    seq_lens = [len(p) + len(r) - 1 for p, r in zip(batch["prompt_tokens"], batch["responses"])]
-    advantages = batch["advantages"]
-    # rows with a zero advantage have zero loss and gradient, unless the KL or entropy terms give them some
-    skip_zero = cfg.skip_zero_advantage and not cfg.kl_coef and not cfg.entropy_coef
-    active = (mask.any(dim=1) & ~(skip_zero & (advantages == 0))).tolist()
-    on_policy = P == M  # one optimizer step per rollout: the old log-probs are the current ones, no extra pass
-    amp = autocast(device, world_size)
-    with amp:
-        old = None if on_policy else all_logprobs(model, x, y, cfg.micro_batch, device, cfg.temperature)
-        ref = all_logprobs(reference, x, y, cfg.micro_batch, device, cfg.temperature) if reference else None
-    # this rank's sums over the tokens that ran a pass (the statistics' token means times their tokens)
-    keys = ("loss", "clip_frac", "clip_frac_low", "clip_frac_high", "dual_clip_frac", "kl", "entropy", "kl_old_new",
-            "logprob_gap", "grad_norm", "tokens_run", "tokens_first")
-    sums, skipped, gap_max = dict.fromkeys(keys, 0.0), 0, 0.0
-    per_update = M // world_size * G  # this rank's sequences in one mini-batch
-    for u in range(P // M):
-        rows = range(u * per_update, (u + 1) * per_update)
-        n_tokens = all_sum(mask[rows.start:rows.stop].sum().item(), device)
-        n_seqs = all_sum(batch["keep"][rows.start:rows.stop].sum().item(), device)
-        # The mini-batch's loss is normalised by its global count, over every rank (tokens for token-mean,
-        # sequences otherwise), not per micro-batch: micro-batch losses then add up to the mini-batch's loss
-        # however it is split across micro-batches and ranks, and whichever rows are skipped
-        total = max(n_tokens if cfg.loss_agg == "token-mean" else n_seqs, 1)
-        micro = [(s, True) for s in micro_batches(rows, seq_lens, active, cfg.micro_batch)]
-        # every rank runs as many passes (FSDP's collectives), at least one (AdamW steps on zero gradients as on
-        # any others): a pass with nothing to learn is a row with its mask all False
-        passes = max(1, int(all_max(len(micro), device)) if world_size > 1 else len(micro))
-        micro += [([rows.start], False)] * (passes - len(micro))
-        for m, (s, real) in enumerate(micro):
-            s = torch.tensor(s)
-            width = max(seq_lens[i] for i in s.tolist())
-            xb, yb, mb = (t[s, :width].to(device) for t in (x, y, mask))
-            mb = mb if real else torch.zeros_like(mb)
-            if world_size > 1:
-                model.set_requires_gradient_sync(cfg.reduce_every_micro_batch or m == passes - 1)
-            with amp:  # at the sampling temperature: the distribution the rollout drew from
-                logprobs, entropy = model.logprobs(xb, yb, entropy=True, temperature=cfg.temperature)
-            before = logprobs.detach().float() if on_policy else old[s, :width].to(device)
-            loss, stats = grpo.policy_loss(
-                logprobs.float(), before, advantages[s].to(device), mb, clip_low=cfg.clip_low,
-                clip_high=cfg.clip_high, clip_ratio_c=cfg.clip_ratio_c, ratio_level=cfg.ratio_level,
-                agg=cfg.loss_agg, ref_logprobs=None if ref is None else ref[s, :width].to(device),
-                kl_coef=cfg.kl_coef, entropy=entropy.float(), entropy_coef=cfg.entropy_coef, total=total,
-                max_len=max_new_tokens)
-            (loss * world_size).backward()  # FSDP averages gradients over ranks: times world_size, a sum again
-            n = mb.sum().item()
-            sums["loss"] += loss.item()
-            for key in ("clip_frac", "clip_frac_low", "clip_frac_high", "dual_clip_frac", "kl", "entropy"):
-                sums[key] += stats[key].item() * n
-            if n:  # the learner's log-probs before this update against the rollout's, on the same tokens
-                gap = (before - rollout_lp[s, :width].to(device)).abs()[mb]
-                sums["logprob_gap"] += gap.sum().item()
-                sums["tokens_run"] += n
-                gap_max = max(gap_max, gap.max().item())
-                if u == 0:  # the first mini-batch: the policy that sampled against the one about to be updated
-                    sums["kl_old_new"] += grpo.k3(before, logprobs.detach().float(), mb).item() * n
-                    sums["tokens_first"] += n
-        grad_norm = clip_gradients(model, cfg.grad_clip)  # over every rank's shards: all ranks agree
-        if math.isfinite(grad_norm):  # a NaN or inf loss gives a non-finite gradient: that update is skipped
-            optimizer.step()
-        else:
-            skipped += 1
-        sums["grad_norm"] += grad_norm
-        optimizer.zero_grad(set_to_none=True)
-    return {**sums, "skipped": skipped, "logprob_gap_max": gap_max, "rows_run": sum(active), "tokens": int(mask.sum())}
-
 # -----------------------------------------------------------------------------
 # the run
 
@@ -517,8 +407,8 @@ def main(cfg):
         batch, rollout_stats = collect(policy, tokenizer, data, cfg, step, rank, world_size)
         free_weights(policy)
         t0 = time.perf_counter()
-        update_stats = update(model, reference, optimizer, batch, cfg, device, world_size,
-                              length_at(step, cfg.max_response_len))
+        update_stats = grpo.update(model, reference, optimizer, batch, cfg, device, world_size,
+                                   length_at(step, cfg.max_response_len))
         t1 = time.perf_counter()
         step += 1
         sync_weights(policy, model)

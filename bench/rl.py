@@ -33,7 +33,7 @@ def sync(device):
 
 
 def step(model, policy, optimizer, prompts, args, device):
-    """One GRPO step's rollout and update (rl.update: old log-probs, the clipped surrogate's forward and backward
+    """One GRPO step's rollout and update (grpo.update: old log-probs, the clipped surrogate's forward and backward
     on each micro-batch, AdamW), timed: (rollout seconds, generated tokens, update seconds, tokens)."""
     sync(device)
     t0 = time.perf_counter()
@@ -50,7 +50,7 @@ def step(model, policy, optimizer, prompts, args, device):
              "truncated": [False] * len(prompts), "keep": torch.ones(len(prompts), dtype=torch.bool),
              "advantages": grpo.group_advantages(torch.randn(len(prompts)), args.samples)}
     t1 = time.perf_counter()
-    out = rl.update(model, None, optimizer, batch, cfg, device, 1, args.new_tokens)
+    out = grpo.update(model, None, optimizer, batch, cfg, device, 1, args.new_tokens)
     sync(device)
     return t_rollout, sum(map(len, responses)), time.perf_counter() - t1, out["tokens"]
 

@@ -5,7 +5,6 @@ weight sync a tensor at a time (its peak memory measured over 2 gloo ranks); and
 the repo, configs/rl_tiny.py learning on two seeds, exact resume after kill -9, and a 2-process run equal to a
 1-process one."""
 import json
-import math
 import os
 import signal
 import subprocess
@@ -18,6 +17,7 @@ import torch
 from conftest import free_port
 
 import eval as evaluation
+import grpo
 import rl as R
 from common import load_checkpoint
 from configurator import configure
@@ -91,7 +91,7 @@ def test_a_hand_made_step_logs_every_metric(world):
     batch, stats = R.collect(policy, tokenizer, data, cfg, step=0, rank=0, world_size=1)
     first = prompt_indices(0, 2, 2, 0)[0]  # which prompt the step's slot 0 holds
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    out = R.update(model, None, optimizer, batch, cfg, torch.device("cpu"), 1, 40)
+    out = grpo.update(model, None, optimizer, batch, cfg, torch.device("cpu"), 1, 40)
     seconds = {"time_rollout": 1.0, "time_reward": 0.5, "time_update": 2.0, "time_sync": 0.25}
     row = R.step_metrics(1, batch, stats, out, cfg, torch.device("cpu"), seconds)
     rewards = [[1.0, 0.0, 0.0, -1.0], [1.0] * 4]
@@ -109,7 +109,7 @@ def test_a_hand_made_step_logs_every_metric(world):
     assert {k: row[k] for k in seconds} == seconds and row["update_tok_per_s"] == pytest.approx(sum(
         len(r) for r in batch["responses"]) / 2.0)
     # the entropy and the gap to the rollout's log-probs (0 here), over the rows that ran, computed here
-    x, y, mask, _ = R.sequences(batch["prompt_tokens"], batch["responses"], batch["rollout_logprobs"])
+    x, y, mask, _ = grpo.sequences(batch["prompt_tokens"], batch["responses"], batch["rollout_logprobs"])
     ran = batch["advantages"] != 0
     with torch.no_grad():
         logprobs, entropy = model.logprobs(x[ran], y[ran], entropy=True, temperature=0.7)
@@ -134,7 +134,7 @@ def test_zero_advantage_rows_skipped_give_the_same_update(world):
         optimizer = torch.optim.SGD(model.parameters(), lr=1.0)  # the step is the gradient
         cfg = Config(prompts_per_step=2, samples_per_prompt=4, mini_batch_prompts=2, micro_batch=8, grad_clip=1e9,
                      skip_zero_advantage=skip, temperature=1.0)
-        out = R.update(model, None, optimizer, batch, cfg, torch.device("cpu"), 1, 8)
+        out = grpo.update(model, None, optimizer, batch, cfg, torch.device("cpu"), 1, 8)
         assert out["rows_run"] == (4 if skip else 8)
         steps.append([b - p.detach() for b, p in zip(before, model.parameters())])
     assert any(s.abs().max() > 1e-4 for s in steps[0])  # the update does something
@@ -151,9 +151,9 @@ def test_learner_log_probs_are_at_the_sampling_temperature(world):
     batch, _ = R.collect(model, tokenizer, data, cfg, step=0, rank=0, world_size=1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     batch["advantages"] = torch.ones(8)  # every row runs its pass
-    same = R.update(model, None, optimizer, batch, cfg, torch.device("cpu"), 1, 12)
+    same = grpo.update(model, None, optimizer, batch, cfg, torch.device("cpu"), 1, 12)
     assert same["logprob_gap_max"] < 1e-4 and same["tokens_run"] > 20
-    other = R.update(model, None, optimizer, batch, Config(**{**cfg.__dict__, "temperature": 1.0}),
+    other = grpo.update(model, None, optimizer, batch, Config(**{**cfg.__dict__, "temperature": 1.0}),
                      torch.device("cpu"), 1, 12)
     assert other["logprob_gap"] / other["tokens_run"] > 0.05
 
@@ -277,7 +277,7 @@ def test_rl_tiny_learns(clone, out):
 @pytest.mark.slow
 def test_non_finite_updates_are_skipped_then_the_run_stops_with_its_checkpoints_intact(clone, monkeypatch):
     calls = {"n": 0}
-    loss_fn = R.grpo.policy_loss
+    loss_fn = grpo.policy_loss
 
     def poisoned(*args, **kwargs):  # 4 calls a step (2 updates x 2 micro-batches): steps 2 and 4 on give NaN
         calls["n"] += 1
@@ -285,7 +285,7 @@ def test_non_finite_updates_are_skipped_then_the_run_stops_with_its_checkpoints_
         step = (calls["n"] - 1) // 4 + 1
         return (loss * float("nan"), stats) if step == 2 or step >= 4 else (loss, stats)
 
-    monkeypatch.setattr(R.grpo, "policy_loss", poisoned)
+    monkeypatch.setattr(grpo, "policy_loss", poisoned)
     monkeypatch.chdir(clone)
     # every row runs its pass (none skipped for a zero advantage), so each step makes the same 4 calls
     cfg = configure(Config(), ["configs/rl_tiny.py", *SMALL, "--out_dir=out/nan", "--skip_zero_advantage=False"])

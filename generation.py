@@ -40,7 +40,9 @@ import torch.nn.functional as F
 JOIN_SHARE = 0.125  # of the cache's rows, how many must be free before waiting prompts join (a batched prefill)
 GPU_SHARE = 0.7  # of the CUDA memory free at the call, what the default kv_budget takes (the rest: activations)
 SHORT_NEW = 0.25  # of max_new_tokens, what a short row holds after the longest prompt
-SHORT_SHARE = 0.5  # of a budget too small for a long row per prompt, the share given to short rows
+SHORT_SHARE = 0.5  # of a budget too small for a long row per prompt, the share given to short rows; 0: long rows
+                   # only (if most answers outgrow a short row, only the long half of the budget decodes)
+MIN_GAIN = 1.25  # short rows are used only if the budget then holds this many times the rows it holds as long ones
 
 
 class KVCache:
@@ -194,9 +196,11 @@ def schedule(tiers, cache, where, done, queue, lens, position):
     in `where`, to prefill)."""
     caps = [row_len for _, row_len in cache.shapes]
     room = [rows for rows, _ in cache.shapes]
+    gone = [i for rows in tiers for i in rows if i in done]
     new = [[i for i in rows if i not in done] for rows in tiers]
-    for t in range(len(new) - 2, -1, -1):  # up a tier, the first to fill their row first
-        up = [i for i in new[t] if position(i) >= caps[t]][:room[t + 1] - len(new[t + 1])]
+    for t in range(len(new) - 2, -1, -1):  # up a tier as rows free there, those already waiting first
+        full = sorted((i for i in new[t] if position(i) >= caps[t]), key=lambda i: where[i][1] < cache.active[t])
+        up = full[:room[t + 1] - len(new[t + 1])]
         new[t], new[t + 1] = [i for i in new[t] if i not in up], new[t + 1] + up
     free = sum(room) - sum(map(len, new))
     joining = []
@@ -226,8 +230,8 @@ def schedule(tiers, cache, where, done, queue, lens, position):
                 moves.append((where[i], (t, s), position(i)))
         tiers[t], cache.active[t] = laid, len(decoding)
     cache.copy(moves)
-    for i in done:
-        where.pop(i, None)
+    for i in gone:
+        del where[i]
     where.update({i: (t, s) for t, rows in enumerate(tiers) for s, i in enumerate(rows)})
     return joining
 
@@ -238,11 +242,14 @@ def layout(n, longest, max_new_tokens, tokens):
     full = longest + max_new_tokens
     if tokens >= n * full:
         return [(n, full)]
+    single = [(min(n, tokens // full), full)]
+    if SHORT_SHARE <= 0:
+        return single
     short = longest + max(1, int(SHORT_NEW * max_new_tokens))
     long_rows = max(1, int((1 - SHORT_SHARE) * tokens) // full)
     short_rows = min(n - long_rows, (tokens - long_rows * full) // short)
-    if short_rows < 1 or long_rows + short_rows <= tokens // full:  # no more rows than all long ones
-        return [(min(n, tokens // full), full)]
+    if short_rows < 1 or long_rows + short_rows < MIN_GAIN * single[0][0]:  # not worth a second tier
+        return single
     return [(short_rows, short), (long_rows, full)]
 
 
@@ -288,7 +295,12 @@ def decode_step(model, tok, cache):
 
 @functools.cache  # compiled on first use, not at import (importing dynamo costs every script a second)
 def compiled(fn):
-    # dynamic: the batch shrinks as rows finish and the cache grows each step; neither should recompile
+    # dynamic: the batch shrinks as rows finish and the cache grows each step; neither should recompile. Each
+    # pattern of tiers (short, long, both; a tier of one row) is a graph of its own: more than dynamo's default
+    # limit of 8 would silently fall back to eager
+    config = torch._dynamo.config
+    limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, limit, max(getattr(config, limit), 32))
     return torch.compile(fn, dynamic=True)
 
 

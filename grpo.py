@@ -20,7 +20,8 @@ def group_advantages(rewards, group_size, estimator="grpo", std_norm=True, eps=1
     if group_size < 2 or rewards.numel() % group_size:
         raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size} (>= 2) samples")
     r = rewards.view(-1, group_size)
-    adv = r - r.mean(dim=1, keepdim=True)
+    # a group whose rewards are all equal gets exactly 0 (its mean can differ from them by a rounding)
+    adv = torch.where((r == r[:, :1]).all(dim=1, keepdim=True), 0.0, r - r.mean(dim=1, keepdim=True))
     if estimator == "rloo":  # r_i - (sum - r_i) / (G - 1) = G / (G - 1) * (r_i - mean)
         adv = adv * group_size / (group_size - 1)
     elif estimator != "grpo":
@@ -169,7 +170,7 @@ def update(model, reference, optimizer, batch, cfg, device, world_size, max_new_
     for u in range(P // M):
         rows = range(u * per_update, (u + 1) * per_update)
         n_tokens = all_sum(mask[rows.start:rows.stop].sum().item(), device)
-        n_seqs = all_sum(batch["keep"][rows.start:rows.stop].sum().item(), device)
+        n_seqs = all_sum(mask[rows.start:rows.stop].any(dim=1).sum().item(), device)
         # The mini-batch's loss is normalised by its global count, over every rank (tokens for token-mean,
         # sequences otherwise), not per micro-batch: micro-batch losses then add up to the mini-batch's loss
         # however it is split across micro-batches and ranks, and whichever rows are skipped

@@ -199,11 +199,12 @@ def collect(policy, tokenizer, data, cfg, step, rank, world_size):
     first, max_new = prompt_indices(step, n, P, cfg.seed), length_at(step, cfg.max_response_len)
     groups, pending = {}, list(range(rank, P, world_size))
     # the same keys on every rank, in the same order: step_metrics sums each over the ranks
-    stats = {"uniform_groups": 0, "redraws": 0, "no_answer": 0, "timeouts": 0, "errors": 0, "time_rollout": 0.0,
-             "time_reward": 0.0}
+    stats = {"uniform_groups": 0, "redraws": 0, "no_answer": 0, "timeouts": 0, "errors": 0, "rollout_tokens": 0,
+             "time_rollout": 0.0, "time_reward": 0.0}
     for draw in range(1 + (cfg.max_redraws if cfg.dynamic_sampling else 0)):
         prompt = {j: first[j] if draw == 0 else redraw_index(cfg.seed, step, j, draw, n) for j in pending}
-        name = {j: prompt[j] if draw == 0 else f"{prompt[j]}/{draw}" for j in pending}  # draw 0: the seeds as ever
+        # draw 0: the seeds as ever; a redraw's name holds its slot, so two slots that redraw one prompt differ
+        name = {j: prompt[j] if draw == 0 else f"{prompt[j]}/slot{j}/{draw}" for j in pending}
         t0 = time.perf_counter()
         out = rollout(policy, tokenizer, [data[prompt[j]]["prompt"] for j in pending for _ in range(G)],
                       [sample_seed(cfg.seed, step, name[j], k) for j in pending for k in range(G)], cfg, max_new)
@@ -212,7 +213,9 @@ def collect(policy, tokenizer, data, cfg, step, rank, world_size):
         rewards, correct = score(out[3], [len(r) for r in out[1]], golds, cfg, max_new, stats)
         stats["time_rollout"] += t1 - t0
         stats["time_reward"] += time.perf_counter() - t1
-        uniform = (rewards.view(-1, G).std(dim=1) == 0).tolist()
+        stats["rollout_tokens"] += sum(len(r) for r in out[1])
+        groups_r = rewards.view(-1, G)
+        uniform = (groups_r == groups_r[:, :1]).all(dim=1).tolist()  # equal values, not a std of 0 (rounding)
         if draw == 0:
             stats["uniform_groups"] = sum(uniform)  # before any redraw: how much of the batch teaches nothing
         else:
@@ -303,7 +306,7 @@ def step_metrics(step, batch, rollout_stats, update_stats, cfg, device, seconds)
            **({"dual_clip_frac": per_token("dual_clip_frac", "tokens")} if cfg.clip_ratio_c else {}),
            **({"redraws": int(s["redraws"])} if cfg.dynamic_sampling else {}),
            **{key: round(all_max(value, device), 3) for key, value in seconds.items()},  # the slowest rank's
-           "rollout_tok_per_s": sum(lengths) / max(all_max(seconds["time_rollout"], device), 1e-9),
+           "rollout_tok_per_s": s["rollout_tokens"] / max(all_max(seconds["time_rollout"], device), 1e-9),
            "update_tok_per_s": s["tokens"] / max(all_max(seconds["time_update"], device), 1e-9)}
     if update_stats["skipped"]:
         row["skipped"] = update_stats["skipped"]

@@ -44,8 +44,10 @@ def step(model, policy, optimizer, prompts, args, device):
     sync(device)
     t_rollout = time.perf_counter() - t0
     # two PPO mini-batches, as configs/rl_math.py: the second one off-policy, so the old log-probs are computed
+    halves = args.prompts % 2 == 0  # two mini-batches when the prompts split evenly, else one
     cfg = rl.Config(prompts_per_step=args.prompts, samples_per_prompt=args.samples,
-                    mini_batch_prompts=args.prompts // 2, micro_batch=args.micro_batch, temperature=1.0)
+                    mini_batch_prompts=args.prompts // 2 if halves else args.prompts, micro_batch=args.micro_batch,
+                    temperature=1.0)
     batch = {"prompt_tokens": prompts, "responses": responses, "rollout_logprobs": logprobs,
              "truncated": [False] * len(prompts), "keep": torch.ones(len(prompts), dtype=torch.bool),
              "advantages": grpo.group_advantages(torch.randn(len(prompts)), args.samples)}

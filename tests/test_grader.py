@@ -527,3 +527,12 @@ def test_gsm8k_solutions_match_their_answers(shared_data):
     said = [(f'So she makes ${int(g):,} in total. The answer is {int(g):,}.', g) for g in golds if g.isdigit()]
     assert len(said) > 1200
     assert sum(grade_many(said, timeout=T)) == len(said)
+
+
+def test_counts_say_which_checks_overran_and_which_did_not_parse():
+    counts = {}
+    pairs = [('\\boxed{e^{e^{e^{e^{e}}}}}', '5'), ('\\boxed{2x+}', 'x'), ('\\boxed{x+2}', 'x+1'), ('\\boxed{4}', '4')]
+    assert grade_many(pairs, timeout=0.5, counts=counts) == [False, False, False, True]
+    assert counts == {'timeouts': 1, 'errors': 1}  # the hung tower; '2x+' does not parse; x+2 vs x+1 is just unequal
+    grade_many(pairs[1:2], counts=counts)
+    assert counts['errors'] == 2  # it adds up over calls

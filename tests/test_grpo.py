@@ -179,3 +179,11 @@ def test_k3_is_the_kl_of_the_sampler_to_the_learner():
     mask = torch.tensor([[True, True, False]])
     expected = sum(math.exp(b - a) - (b - a) - 1 for a, b in [(-0.5, -0.6), (-1.0, -1.0)]) / 2
     assert k3(p, q, mask).item() == pytest.approx(expected, rel=1e-12) and k3(p, p, mask).item() == 0
+
+
+def test_a_group_of_equal_rewards_has_advantage_exactly_zero():
+    # 0.1 * 3 / 3 is not 0.1 in floats: a mean taken naively would leave advantages of ~1e-17 (and / std, ~1)
+    rewards = torch.tensor([0.1, 0.1, 0.1, 0.2, 0.7, 0.9], dtype=torch.float64)
+    for estimator, std_norm in [("grpo", True), ("grpo", False), ("rloo", True)]:
+        adv = group_advantages(rewards, 3, estimator, std_norm)
+        assert adv[:3].tolist() == [0.0, 0.0, 0.0] and (adv[3:] != 0).all()

@@ -50,6 +50,9 @@ TEMPLATES = {
                                "gives the User the final answer in \\boxed{{}}.\nUser: {question}\nAssistant:",
                      "stop": ["User:", "Assistant:"]},
     "qa": {"prompt": "Question: {question}\nAnswer:", "stop": ["Question:"]},
+    # the miniature's: its QA data's frame, with the boxed template's request (its instruction data asks so too)
+    "qa_boxed": {"prompt": "Question: {question} Let's think step by step and write the final answer in "
+                           "\\boxed{{}}.\nAnswer:", "stop": ["Question:"]},
 }
 
 
@@ -236,9 +239,10 @@ def evaluate(generate, benchmarks, mode="fewshot", n_samples=1, limit=None, data
             results[name]["max_new_tokens"] = generate.max_new_tokens
         if out_dir:
             os.makedirs(out_dir, exist_ok=True)
+            tokens = new_tokens if new_tokens is not None and len(new_tokens) == len(completions) else [None] * len(golds)
             write_atomic(os.path.join(out_dir, f"{name}_samples.jsonl"), "".join(
-                json.dumps({"prompt": p, "completion": c, "extracted": a, "gold": g, "correct": ok}) + "\n"
-                for p, c, a, g, ok in zip(prompts, completions, extracted, golds, correct)))
+                json.dumps({"prompt": p, "completion": c, "extracted": a, "gold": g, "correct": ok, "new_tokens": n})
+                + "\n" for p, c, a, g, ok, n in zip(prompts, completions, extracted, golds, correct, tokens)))
     return results
 
 

@@ -1,18 +1,34 @@
 #!/usr/bin/env bash
 # The OctoThinker recipe in miniature, on a CPU: a synthetic math world, a stable stage on its web pages, decay
-# branches on different QA mixes, GRPO from each, held-out evaluation before and after. Every line is an ordinary
-# command; re-running skips what is finished and resumes what was interrupted. The report is out/miniature/report.md.
+# branches on different QA mixes, GRPO from each on two seeds, held-out evaluation of every base and RL model, and
+# a report that judges each of the paper's findings with its statistics. Every line is an ordinary command;
+# re-running skips what is finished and resumes what was interrupted. The report is out/miniature/report.md.
 #   bash miniature.sh
 #   TRAIN_ARGS="--max_steps=4" RL_ARGS="--max_steps=2" bash miniature.sh    # extra arguments for every run (a smoke test)
+#   SEEDS="2 3" bash miniature.sh                                           # other RL seeds (a second run)
 set -euo pipefail
 W=out/miniature/world
 M=out/miniature
 TRAIN_ARGS=${TRAIN_ARGS:-}
 RL_ARGS=${RL_ARGS:-}
+EVAL_ARGS=${EVAL_ARGS:-}
+SEEDS=${SEEDS:-0 1}
+LANES=${LANES:-2}  # runs at once, one thread each: two single-threaded runs beat one two-threaded run on 2 cores
 
-# 1. the world (web pages clean and noisy, short and long chain-of-thought QA, instructions, RL prompts, a
-#    held-out set), a BPE tokenizer trained on it, and each corpus prepared into token shards
-python -m miniature.world --out_dir=$W
+lanes() {  # lanes COMMAND...: run the commands LANES at a time (each on one thread when LANES > 1); fail if one does
+    local pids=() cmd threads=""
+    [ "$LANES" -gt 1 ] && threads="OMP_NUM_THREADS=1"
+    for cmd in "$@"; do
+        env $threads bash -c "$cmd" &
+        pids+=($!)
+        if [ ${#pids[@]} -ge "$LANES" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+    done
+    for pid in "${pids[@]}"; do wait "$pid"; done
+}
+
+# 1. the world (chained word problems k = 1-4 steps; web pages clean and poorer in reasoning; short and long
+#    chain-of-thought QA; instructions; RL prompts; 600 held-out problems), a BPE tokenizer, token shards
+python -m miniature.world configs/miniature/world.py --out_dir=$W
 python data.py train_tokenizer --inputs=$W/qa_long.jsonl --fmt=qa_solution --vocab_size=1024 --out=$W/tokenizer
 for corpus in web_hq web_lq; do
     python data.py prepare --inputs=$W/$corpus.jsonl --tokenizer=$W/tokenizer --out_dir=$W/data/$corpus
@@ -21,25 +37,41 @@ for corpus in qa_short qa_long instruct; do
     python data.py prepare --inputs=$W/$corpus.jsonl --fmt=qa_solution --tokenizer=$W/tokenizer --out_dir=$W/data/$corpus
 done
 
-# 2. the stable stage: constant learning rate on web pages, clean (and, for the data-quality finding, noisy)
-python train.py configs/miniature/stable.py $TRAIN_ARGS
-python train.py configs/miniature/stable_lowq.py $TRAIN_ARGS
+# 2. the stable stage: constant learning rate on web pages, clean (and, for the data-quality finding, poorer)
+lanes "python train.py configs/miniature/stable.py $TRAIN_ARGS" "python train.py configs/miniature/stable_lowq.py $TRAIN_ARGS"
 
 # 3. decay branches, the same budget each: from the stable stage's end, from its midpoint (its first kept
-#    checkpoint: less mid-training), and from the noisy-web stable stage (data quality)
-for branch in short long hybrid web_only; do
-    python train.py configs/miniature/decay_$branch.py $TRAIN_ARGS
-done
+#    checkpoint: less mid-training), and the low-quality stable stage with low-quality web in its decay
 midpoint=$(ls -d $M/stable/ckpt/step_* | head -n 1)
-python train.py configs/miniature/decay_hybrid.py --init_from=$midpoint --out_dir=$M/hybrid_half_stable $TRAIN_ARGS
-python train.py configs/miniature/decay_hybrid.py --init_from=$M/stable_lowq --out_dir=$M/hybrid_lowq_web $TRAIN_ARGS
+lanes "python train.py configs/miniature/decay_short.py $TRAIN_ARGS" \
+      "python train.py configs/miniature/decay_short_no_instruct.py $TRAIN_ARGS" \
+      "python train.py configs/miniature/decay_long.py $TRAIN_ARGS" \
+      "python train.py configs/miniature/decay_hybrid.py $TRAIN_ARGS" \
+      "python train.py configs/miniature/decay_web_only.py $TRAIN_ARGS" \
+      "python train.py configs/miniature/decay_hybrid.py --init_from=$midpoint --out_dir=$M/hybrid_half_stable $TRAIN_ARGS" \
+      "python train.py configs/miniature/decay_hybrid_lowq.py $TRAIN_ARGS"
 
-# 4. GRPO from every decayed model, two seeds; 5. each run evaluates on the held-out set at its start and end
-for branch in short long hybrid web_only hybrid_half_stable hybrid_lowq_web; do
-    for seed in 0 1; do
-        python rl.py configs/miniature/rl.py --init_from=$M/$branch/hf --seed=$seed --out_dir=$M/rl/$branch/seed$seed $RL_ARGS
+# 4. each base model evaluated once, greedy, in the RL template (its strict accuracy is what the reward checks)
+BRANCHES="short short_no_instruct long hybrid web_only hybrid_half_stable hybrid_lowq_web"
+evals=()
+for branch in $BRANCHES; do
+    [ -f $M/base/$branch/results.json ] || evals+=("python eval.py --model=$M/$branch/hf --benchmarks=synth \
+        --data_dir=$W/benchmarks --mode=zeroshot --template=qa_boxed --max_new_tokens=144 --last_number=false \
+        --batch_size=128 --out_dir=$M/base/$branch $EVAL_ARGS")
+done
+lanes "${evals[@]}"
+
+# 5. GRPO from every base model on each seed, and from `long` with the long-CoT remedies (long_fix); each run
+#    evaluates on the held-out set at its end
+runs=()
+for arm in $BRANCHES long_fix; do
+    branch=$arm configs="configs/miniature/rl.py"
+    [ $arm = long_fix ] && branch=long configs="configs/miniature/rl.py configs/miniature/rl_long_fix.py"
+    for seed in $SEEDS; do
+        runs+=("python rl.py $configs --init_from=$M/$branch/hf --seed=$seed --out_dir=$M/rl/$arm/seed$seed $RL_ARGS")
     done
 done
+lanes "${runs[@]}"
 
-# 6. the report: a table per branch, the paper's findings with the numbers here, plots
+# 6. the report: a table per branch, each finding's difference, seed spread, bootstrap interval and verdict
 python -m miniature.report --out_dir=$M --seconds=$SECONDS

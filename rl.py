@@ -98,6 +98,7 @@ class Config:
     eval_benchmarks: str = "math500"
     eval_limit: int = 0                # 0: the whole set
     eval_every: int = 20
+    eval_at_start: bool = True         # also at step 0 (False: the base model is evaluated elsewhere, once)
     # system
     compile: bool = False              # torch.compile the blocks for the update and the decode step for rollouts
     activation_checkpointing: bool = False
@@ -376,13 +377,15 @@ def load_models(cfg, init, device, world_size):
 
 def held_out_eval(policy, tokenizer, cfg, step, rank, world_size):
     """Greedy accuracy on the held-out benchmarks: every rank generates its share of the prompts with its rollout
-    copy, rank 0 grades them all (the others get {}), graded as the reward is."""
+    copy, rank 0 grades them all (the others get {}), graded as the reward is, and writes every completion to
+    out_dir/eval/step_<step>/<benchmark>_samples.jsonl."""
     generate = evaluation.model_generate(policy, tokenizer, max_new_tokens=length_at(step, cfg.max_response_len),
                                          batch_size=cfg.gen_batch, stop=evaluation.TEMPLATES[cfg.template]["stop"],
                                          compile=cfg.compile, rank=rank, world_size=world_size,
                                          kv_budget=cfg.kv_budget or None)
     scores = evaluation.evaluate(generate, cfg.eval_benchmarks.split(","), mode="zeroshot", template=cfg.template,
-                                 limit=cfg.eval_limit or None, data_dir=cfg.eval_data, last_number=cfg.last_number)
+                                 limit=cfg.eval_limit or None, data_dir=cfg.eval_data, last_number=cfg.last_number,
+                                 out_dir=os.path.join(cfg.out_dir, "eval", f"step_{step:06d}") if rank == 0 else None)
     results = {f"eval/{name}": s["accuracy"] for name, s in scores.items()}
     results |= {f"eval/{name}_response_len": s["mean_response_tokens"] for name, s in scores.items()}
     if rank == 0:
@@ -403,7 +406,7 @@ def main(cfg):
     run.open_logs(step, ["metrics", "samples"])
     bar, bad = run.progress(step), 0  # bad: steps in a row with a skipped update
     sync_weights(policy, model)
-    if step == 0 and cfg.eval_every:  # the starting point of the held-out curve
+    if step == 0 and cfg.eval_every and cfg.eval_at_start:  # the starting point of the held-out curve
         run.log({"step": 0, **held_out_eval(policy, tokenizer, cfg, step, rank, world_size)})
     while step < cfg.max_steps:
         # 1-3. rollout, rewards, advantages (a group lives on one rank); then the update without the rollout copy

@@ -1,42 +1,117 @@
 """
-The miniature's report: what GRPO did from each decay branch, and the paper's four findings measured in miniature,
-from the runs miniature.sh made. Each RL run's metrics.jsonl holds its held-out greedy evaluation at its start (the
-decayed base model) and end, and its reward and response length at every step.
+The miniature's report: what GRPO did from each decay branch, and the paper's findings as pre-registered
+comparisons, each judged with its statistics, from the runs miniature.sh made. Every base model's greedy held-out
+evaluation is out_dir/base/<branch>/; every RL run's metrics.jsonl holds its reward, accuracy, response length
+and truncation at each step, and its eval/step_<N>/synth_samples.jsonl its final held-out completions.
 
     python -m miniature.report [--out_dir=out/miniature] [--seconds=N]
 
-writes out_dir/results.json, out_dir/report.md and out_dir/rl_curves.png.
+writes out_dir/results.json, out_dir/report.md, out_dir/rl_curves.png and out_dir/difficulty.png.
+
+A comparison of X with Y is judged by the difference of their seed means of held-out accuracy, the seed spread
+(the larger range of seed accuracies of the two), and a paired bootstrap interval over the held-out problems (the
+same problems on both sides, resampled together): "holds" when the difference is beyond the spread and the
+interval is above 0, "direction only" when it is positive but not both, else "does not hold". Strict accuracy is
+the reward's (a marked final answer, right); flexible accuracy also reads an unmarked completion's last number,
+so the two tell solving from formatting.
 """
 import json
 import os
 from dataclasses import dataclass
 from statistics import mean
 
+import numpy as np
+
 from common import write_atomic
 from configurator import configure
+from grader import grade_many
 
-BRANCHES = ["short", "long", "hybrid", "web_only", "hybrid_half_stable", "hybrid_lowq_web"]
-WHAT = {"short": "stable, then short CoT QA", "long": "stable, then long CoT QA",
-        "hybrid": "stable, then short + long QA + instructions", "web_only": "stable, then web pages only (control)",
-        "hybrid_half_stable": "half the stable stage, then hybrid", "hybrid_lowq_web": "noisy-web stable, then hybrid"}
+BRANCHES = ["short", "short_no_instruct", "long", "hybrid", "web_only", "hybrid_half_stable", "hybrid_lowq_web"]
+ARMS = BRANCHES + ["long_fix"]  # RL runs; long_fix starts from long's base model
+BASE = {**{b: b for b in BRANCHES}, "long_fix": "long"}
+WHAT = {"short": "stable, then short CoT QA + instructions", "short_no_instruct": "stable, then short CoT QA only",
+        "long": "stable, then long CoT QA + instructions", "hybrid": "stable, then short + long QA + instructions",
+        "web_only": "stable, then web pages only (control)", "hybrid_half_stable": "half the stable stage, then hybrid",
+        "hybrid_lowq_web": "low-quality-web stable, then hybrid with low-quality web",
+        "long_fix": "long, RL with the conversation template and a progressive limit"}
+KINDS = ["chain1", "chain2", "chain3", "chain4"]
 
 
 @dataclass
 class Config:
     out_dir: str = "out/miniature"
     seconds: float = 0.0               # the whole run's wall time (miniature.sh passes it)
+    n_boot: int = 2000                 # bootstrap resamples
+    seed: int = 0
+
+# -----------------------------------------------------------------------------
+# statistics
 
 
-def runs(out_dir, branch):
-    """{seed folder: metrics rows} of a branch's RL runs."""
-    root = os.path.join(out_dir, "rl", branch)
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"{root} is missing: run miniature.sh (it makes every branch's RL runs) first")
-    out = {}
-    for seed in sorted(os.listdir(root)):
-        with open(os.path.join(root, seed, "metrics.jsonl")) as f:
-            out[seed] = [json.loads(line) for line in f]
-    return out
+def bootstrap_interval(x, y, n_boot=2000, seed=0, level=0.95):
+    """x, y: {seed: per-problem scores (0/1)} of two arms on the same problems. The paired bootstrap interval of
+    the difference of seed means: problems resampled with replacement, the same ones for both arms."""
+    X = np.mean([np.asarray(v, dtype=float) for v in x.values()], axis=0)
+    Y = np.mean([np.asarray(v, dtype=float) for v in y.values()], axis=0)
+    if X.shape != Y.shape or not X.size:
+        raise ValueError(f"the two arms must score the same problems: {X.shape} vs {Y.shape}")
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, X.size, size=(n_boot, X.size))
+    diffs = (X - Y)[picks].mean(axis=1)
+    return tuple(float(q) for q in np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2]))
+
+
+def compare(x, y, n_boot=2000, seed=0):
+    """{difference, spread, interval, verdict} of arm x against arm y (see the module docstring)."""
+    ax, ay = [float(np.mean(v)) for v in x.values()], [float(np.mean(v)) for v in y.values()]
+    difference = mean(ax) - mean(ay)
+    spread = max(max(ax) - min(ax), max(ay) - min(ay))
+    interval = bootstrap_interval(x, y, n_boot, seed)
+    verdict = ("holds" if difference > spread and interval[0] > 0 else
+               "direction only" if difference > 0 else "does not hold")
+    return {"difference": difference, "spread": spread, "interval": list(interval), "verdict": verdict}
+
+# -----------------------------------------------------------------------------
+# the runs
+
+
+def read_jsonl(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} is missing: run miniature.sh (it makes every base evaluation and RL run) first")
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def scored(samples, max_new_tokens):
+    """Per problem: strict (the grader's verdict as the reward reads it), flexible (an unmarked completion's last
+    number counts too), truncated (the completion ran to the limit), and its length in tokens."""
+    flexible = grade_many([(s["completion"], s["gold"]) for s in samples], last_number=True)
+    return {"strict": [int(s["correct"]) for s in samples], "flexible": [int(f) for f in flexible],
+            "truncated": [int((s.get("new_tokens") or 0) >= max_new_tokens) for s in samples],
+            "tokens": [s.get("new_tokens") or 0 for s in samples]}
+
+
+def load(out_dir):
+    """{"base": {branch: scores}, "rl": {arm: {seed: scores}}, "curves": {arm: {seed: metrics rows}}, "kinds"}."""
+    kinds = [r.get("kind", "") for r in read_jsonl(os.path.join(out_dir, "world", "benchmarks", "synth", "test.jsonl"))]
+    base, rl, curves, limit = {}, {}, {}, 0
+    for branch in BRANCHES:
+        folder = os.path.join(out_dir, "base", branch)
+        with open(os.path.join(folder, "results.json")) as f:
+            limit = json.load(f)["results"]["synth"].get("max_new_tokens", 0)
+        base[branch] = scored(read_jsonl(os.path.join(folder, "synth_samples.jsonl")), limit)
+    for arm in ARMS:
+        root = os.path.join(out_dir, "rl", arm)
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"{root} is missing: run miniature.sh (it makes every RL run) first")
+        rl[arm], curves[arm] = {}, {}
+        for seed in sorted(os.listdir(root)):
+            rows = read_jsonl(os.path.join(root, seed, "metrics.jsonl"))
+            steps = [r for r in rows if "reward" in r]
+            final = sorted(os.listdir(os.path.join(root, seed, "eval")))[-1]
+            rl[arm][seed] = scored(read_jsonl(os.path.join(root, seed, "eval", final, "synth_samples.jsonl")), limit)
+            curves[arm][seed] = steps
+    return {"base": base, "rl": rl, "curves": curves, "kinds": kinds}
 
 
 def slope(ys):
@@ -46,95 +121,172 @@ def slope(ys):
     return sum((x - mx) * (y - my) for x, y in enumerate(ys)) / max(sum((x - mx) ** 2 for x in range(n)), 1e-12)
 
 
-def summarize(seeds):
-    evals = {s: [r for r in rows if "eval/synth" in r] for s, rows in seeds.items()}
-    steps = {s: [r for r in rows if "reward" in r] for s, rows in seeds.items()}
-    for s, e in evals.items():
-        if not e or e[0]["step"] != 0 or len(e) < 2:
-            raise ValueError(f"seed {s}: a run needs its held-out evaluation at step 0 and at its end; is it finished?")
-    return {"base_accuracy": mean([e[0]["eval/synth"] for e in evals.values()]),  # one model, greedy: equal
-            "rl_accuracy": [e[-1]["eval/synth"] for e in evals.values()],
-            "response_length": {"base": mean([e[0]["eval/synth_response_len"] for e in evals.values()]),
-                                "rl": mean([e[-1]["eval/synth_response_len"] for e in evals.values()])},
-            "reward_slope": mean([slope([r["reward"] for r in st]) for st in steps.values()]),
-            "curves": {s: {"reward": [r["reward"] for r in st], "response_len": [r["response_len"] for r in st]}
-                       for s, st in steps.items()}}
+def by_kind(values, kinds):
+    return {k: float(np.mean([v for v, kk in zip(values, kinds) if kk == k])) for k in KINDS if k in kinds}
 
 
-def compare(b, x, y):
-    """x's RL accuracy against y's, with the spread over seeds: (difference of means, spread, text)."""
-    diff = mean(b[x]["rl_accuracy"]) - mean(b[y]["rl_accuracy"])
-    spread = max(max(b[k]["rl_accuracy"]) - min(b[k]["rl_accuracy"]) for k in (x, y))
-    verdict = "more than" if abs(diff) > spread else "within"
-    return diff, spread, (f"`{x}` {mean(b[x]['rl_accuracy']):.1%} vs `{y}` {mean(b[y]['rl_accuracy']):.1%} after RL: "
-                          f"{diff:+.1%}, {verdict} the seed spread ({spread:.1%})")
+def summarize(data, arm):
+    """A branch's (or arm's) row: base and after-RL accuracies, lengths, truncation, reward slope."""
+    base, seeds, kinds = data["base"][BASE[arm]], data["rl"][arm], data["kinds"]
+    rows = data["curves"][arm]
+    return {"base_accuracy": float(np.mean(base["strict"])), "base_flexible": float(np.mean(base["flexible"])),
+            "rl_accuracy": [float(np.mean(s["strict"])) for s in seeds.values()],
+            "rl_flexible": [float(np.mean(s["flexible"])) for s in seeds.values()],
+            "response_length": {"base": float(np.mean(base["tokens"])),
+                                "rl": mean(float(np.mean(s["tokens"])) for s in seeds.values())},
+            "truncated": {"base": float(np.mean(base["truncated"])),
+                          "rl": mean(float(np.mean(s["truncated"])) for s in seeds.values()),
+                          "training": mean(mean(r.get("truncated", 0) for r in st) for st in rows.values())},
+            "reward_slope": mean(slope([r["reward"] for r in st]) for st in rows.values()),
+            "by_kind": {"base": by_kind(base["strict"], kinds), "base_flexible": by_kind(base["flexible"], kinds),
+                        "rl": {k: mean(by_kind(s["strict"], kinds)[k] for s in seeds.values())
+                               for k in by_kind(base["strict"], kinds)}}}
+
+# -----------------------------------------------------------------------------
+# the findings, each fixed before any run: (name, title, the paper's numbers, x, y, what is compared)
+
+FINDINGS = [
+    ("quality", "The quality of the web corpus matters",
+     "MegaMath-Web-Pro 0.37 vs FineMath-4plus 0.16 after RL", "hybrid", "hybrid_lowq_web", "strict"),
+    ("qa_short", "Short-CoT QA in mid-training makes a model RL-ready",
+     "Web-Pro + short QA + 1% instructions 0.42 vs Web-Pro alone 0.37", "short", "web_only", "strict"),
+    ("qa_long", "Long-CoT QA in mid-training makes a model RL-ready",
+     "Web-Pro + long-CoT QA 0.48 (at its peak) vs Web-Pro alone 0.37", "long", "web_only", "strict"),
+    ("qa_hybrid", "Short and long QA together make a model RL-ready",
+     "the hybrid recipe (released: OctoThinker-1B-Hybrid-Zero 45.0 on MATH500)", "hybrid", "web_only", "strict"),
+    ("instruction", "Instruction data adds on top of QA",
+     "Web-Pro + short QA + 1% instructions 0.42 vs without them 0.36", "short", "short_no_instruct", "strict"),
+    ("long_fix", "A conversation template and a progressive limit steady long-CoT RL",
+     "long CoT + instructions: plain template 0.51 then collapse to 0; conversation template 0.48 (8k), 0.55 "
+     "with a progressive limit", "long_fix", "long", "strict"),
+    ("scale", "More mid-training, better RL",
+     "Web-Pro-plus 20B / 70B / 100B tokens: 0.35 / 0.40 / 0.42", "hybrid", "hybrid_half_stable", "strict"),
+    ("rl_solves", "RL improves solving, not only the format (hybrid, flexible accuracy after RL vs its base)",
+     "MATH500 accuracy rises from a base that already solves some problems", "hybrid", "base:hybrid", "flexible"),
+]
 
 
-def findings(b):
-    out = []
-    for title, paper, x, y in [
-            ("QA data in mid-training makes a model RL-ready", "web-only mid-training, then RL: MATH500 0.37 "
-             "(MegaMath-Web-Pro) vs 0.42 with short QA and instructions", "hybrid", "web_only"),
-            ("The quality of the web corpus matters", "FineMath-4plus 0.16 vs MegaMath-Web-Pro 0.37", "hybrid",
-             "hybrid_lowq_web"),
-            ("More mid-training, better RL", "20B / 70B / 100B tokens: 0.35 / 0.40 / 0.42", "hybrid",
-             "hybrid_half_stable")]:
-        diff, spread, text = compare(b, x, y)
-        out.append((title, paper, text, "holds" if diff > spread else "does not hold here"))
-    long_, short = b["long"]["response_length"], b["short"]["response_length"]
-    longer = long_["base"] > short["base"] and long_["rl"] > short["rl"]
-    _, _, text = compare(b, "long", "short")
-    out.append(("Long-CoT data makes responses longer",
-                "long-CoT QA 0.48 then collapse, responses ~4450 tokens; short QA 0.36",
-                f"responses of `long` {long_['base']:.0f} → {long_['rl']:.0f} tokens, `short` {short['base']:.0f} → "
-                f"{short['rl']:.0f} (base → RL); {text}", "holds" if longer else "does not hold here"))
-    return out
+def arm_scores(data, arm, metric):
+    if arm.startswith("base:"):
+        return {"base": data["base"][arm[5:]][metric]}
+    return {seed: s[metric] for seed, s in data["rl"][arm].items()}
 
 
-def plot(b, path):
+def judge(data, n_boot=2000, seed=0):
+    return {name: {**compare(arm_scores(data, x, metric), arm_scores(data, y, metric), n_boot, seed),
+                   "x": x, "y": y, "metric": metric}
+            for name, _, _, x, y, metric in FINDINGS}
+
+
+def long_cot(summary):
+    """The long-CoT finding's measures: longer responses, and truncation under the binding limit."""
+    long_, short = summary["long"], summary["short"]
+    return {"longer": long_["response_length"]["base"] > short["response_length"]["base"] and
+            long_["response_length"]["rl"] > short["response_length"]["rl"],
+            "length": {k: summary[k]["response_length"] for k in ("short", "long", "long_fix")},
+            "truncated": {k: summary[k]["truncated"] for k in ("short", "long", "long_fix")}}
+
+# -----------------------------------------------------------------------------
+# plots and the report
+
+
+def plot(data, summary, out_dir):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name in BRANCHES:
-        for key, ax in zip(("reward", "response_len"), axes):
-            curves = [c[key] for c in b[name]["curves"].values()]
-            n = min(map(len, curves))
-            ax.plot(range(1, n + 1), [sum(c[i] for c in curves) / len(curves) for i in range(n)], label=name)
-    for ax, title in zip(axes, ("mean reward (mean of seeds)", "mean response length, tokens")):
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
+    keys = ("reward", "accuracy", "response_len", "truncated")
+    for arm in ARMS:
+        curves = list(data["curves"][arm].values())
+        n = min(map(len, curves))
+        for key, ax in zip(keys, axes):
+            ax.plot(range(1, n + 1), [mean(c[i].get(key, 0) for c in curves) for i in range(n)], label=arm)
+    for ax, title in zip(axes, ("reward", "sampled accuracy", "response length, tokens", "truncated share")):
         ax.set_xlabel("GRPO step")
-        ax.set_title(title)
-    axes[0].legend(fontsize=8)
+        ax.set_title(f"{title} (mean of seeds)")
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(os.path.join(out_dir, "rl_curves.png"), dpi=90)
+    fig, ax = plt.subplots(figsize=(10, 4))
+    width = 0.8 / len(ARMS)
+    for i, arm in enumerate(ARMS):
+        acc = summary[arm]["by_kind"]["rl"]
+        ax.bar([j + i * width for j in range(len(acc))], list(acc.values()), width, label=arm)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(KINDS))], [f"k = {k[5:]}" for k in KINDS])
+    ax.set_ylabel("held-out accuracy after RL (strict)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "difficulty.png"), dpi=90)
+
+
+def pct(x):
+    return f"{x:.1%}"
+
+
+def report(summary, findings, long, n_problems, seconds):
+    lines = ["# OctoThinker in miniature\n",
+             "A synthetic math world and a ~1M-parameter Llama on a CPU: chained word problems (a number changed k = 1 "
+             "to 4 times: the difficulty dial), web pages clean and poorer in reasoning, short and long "
+             "chain-of-thought QA, instructions, then GRPO on two seeds per branch. It shows the recipe's mechanics; it "
+             f"does not re-prove the paper. Accuracy is greedy, on {n_problems} held-out problems no training corpus "
+             "contains: strict as the reward reads it (a marked final answer), flexible also reading an unmarked "
+             "answer's last number.\n",
+             "| branch | mid-training | base strict / flexible | after RL strict (per seed) | after RL flexible | "
+             "response tokens base → RL | truncated base → RL (training) | reward slope / step |",
+             "|---|---|---|---|---|---|---|---|"]
+    for arm in ARMS:
+        s = summary[arm]
+        lines.append(f"| `{arm}` | {WHAT[arm]} | {pct(s['base_accuracy'])} / {pct(s['base_flexible'])} | "
+                     f"{', '.join(map(pct, s['rl_accuracy']))} | {', '.join(map(pct, s['rl_flexible']))} | "
+                     f"{s['response_length']['base']:.0f} → {s['response_length']['rl']:.0f} | "
+                     f"{pct(s['truncated']['base'])} → {pct(s['truncated']['rl'])} ({pct(s['truncated']['training'])}) "
+                     f"| {s['reward_slope']:+.4f} |")
+    lines += ["", "By difficulty (strict, base → after RL, mean of seeds; base flexible in brackets):", "",
+              "| branch | " + " | ".join(f"k = {k[5:]}" for k in KINDS) + " |", "|---|" + "---|" * len(KINDS)]
+    for arm in ARMS:
+        b = summary[arm]["by_kind"]
+        lines.append(f"| `{arm}` | " + " | ".join(
+            f"{pct(b['base'][k])} [{pct(b['base_flexible'][k])}] → {pct(b['rl'][k])}" for k in KINDS if k in b["base"])
+            + " |")
+    lines += ["", "## The paper's findings, here", "",
+              "Each is a comparison fixed before the runs: the difference of seed means (X − Y), the seed spread, a "
+              "95% paired bootstrap interval over the held-out problems, and the verdict: *holds* (beyond the spread "
+              "and the interval above 0), *direction only*, or *does not hold*.", "",
+              "| finding | X vs Y | difference | spread | interval | verdict | the paper |", "|---|---|---|---|---|---|---|"]
+    for name, title, paper, x, y, metric in FINDINGS:
+        f = findings[name]
+        lo, hi = f["interval"]
+        lines.append(f"| {title} | `{x}` vs `{y}` ({metric}) | {f['difference']:+.1%} | {pct(f['spread'])} | "
+                     f"[{lo:+.1%}, {hi:+.1%}] | **{f['verdict']}** | {paper} |")
+    ln, tr = long["length"], long["truncated"]
+    lines += ["", f"**Long-CoT data makes responses longer**: {'holds' if long['longer'] else 'does not hold'}. "
+              f"Response tokens `long` {ln['long']['base']:.0f} → {ln['long']['rl']:.0f}, `short` "
+              f"{ln['short']['base']:.0f} → {ln['short']['rl']:.0f} (base → RL). Under the binding limit, the share "
+              f"of held-out answers cut off: `long` {pct(tr['long']['base'])} → {pct(tr['long']['rl'])}, `long_fix` "
+              f"→ {pct(tr['long_fix']['rl'])}, `short` {pct(tr['short']['rl'])}; over training `long` "
+              f"{pct(tr['long']['training'])}, `long_fix` {pct(tr['long_fix']['training'])}. The paper: long-CoT "
+              "responses run to ~4450 tokens and RL collapses; see the curves for whether accuracy peaks and falls "
+              "here.", "",
+              "What the world can and cannot show: its problems are one family a ~1M-parameter model can partly "
+              "solve, so differences are about solving chained steps and giving a checkable answer, in a world far "
+              "narrower than web math; two seeds make the spread a rough bound; the verdicts are what this run measured.",
+              "", "![reward, accuracy, response length and truncation over GRPO steps](rl_curves.png)",
+              "", "![held-out accuracy by difficulty after RL](difficulty.png)", ""]
+    if seconds:
+        lines.append(f"The whole run took {seconds / 60:.1f} minutes.")
+    return lines
 
 
 def main(cfg):
-    b = {name: summarize(runs(cfg.out_dir, name)) for name in BRANCHES}
-    results = {"seconds": cfg.seconds, "branches": {n: {k: v for k, v in s.items() if k != "curves"} for n, s in b.items()}}
+    data = load(cfg.out_dir)
+    summary = {arm: summarize(data, arm) for arm in ARMS}
+    findings = judge(data, cfg.n_boot, cfg.seed)
+    long = long_cot(summary)
+    results = {"seconds": cfg.seconds, "branches": {arm: {k: v for k, v in s.items()} for arm, s in summary.items()},
+               "findings": findings, "long_cot": long}
     write_atomic(os.path.join(cfg.out_dir, "results.json"), json.dumps(results, indent=1))
-    plot(b, os.path.join(cfg.out_dir, "rl_curves.png"))
-    with open(os.path.join(cfg.out_dir, "world", "world.json")) as f:
-        boxed = json.load(f)["config"]["qa_boxed"]
-    lines = ["# OctoThinker in miniature\n",
-             "A synthetic math world and a ~1M-parameter Llama on a CPU, sized so that the effects of mid-training data "
-             "on RL show at this scale. It shows the recipe's mechanics; it does not re-prove the paper. Accuracy is "
-             "greedy, on the world's 200 held-out problems, which no training corpus contains. The world's QA data "
-             f"boxes only {boxed:.0%} of its answers, so greedy base models seldom give a checkable one: their accuracy is "
-             "near 0, and what RL teaches first is to answer in \\boxed{}.\n",
-             "| branch | mid-training | base accuracy | RL accuracy (per seed) | response length base → RL | "
-             "reward slope / step |", "|---|---|---|---|---|---|"]
-    for name in BRANCHES:
-        s = b[name]
-        accs = ", ".join(f"{a:.1%}" for a in s["rl_accuracy"])
-        lines.append(f"| `{name}` | {WHAT[name]} | {s['base_accuracy']:.1%} | {accs} | "
-                     f"{s['response_length']['base']:.0f} → {s['response_length']['rl']:.0f} | {s['reward_slope']:+.4f} |")
-    lines += ["", "## The paper's findings, here", ""]
-    for title, paper, here, verdict in findings(b):
-        lines += [f"**{title}**: {verdict}. Here: {here}. The paper (Llama-3.2-3B, MATH500): {paper}.", ""]
-    lines += ["![reward and response length over GRPO steps](rl_curves.png)", ""]
-    if cfg.seconds:
-        lines.append(f"The whole run took {cfg.seconds / 60:.1f} minutes.")
+    plot(data, summary, cfg.out_dir)
+    lines = report(summary, findings, long, len(data["base"][BRANCHES[0]]["strict"]), cfg.seconds)
     write_atomic(os.path.join(cfg.out_dir, "report.md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -35,7 +35,9 @@ from dataclasses import asdict, dataclass, field
 from common import write_atomic
 from configurator import configure
 
-KINDS = ["add", "sub", "two_step", "mul", "share", "equation", "fraction"]
+BASIC = ["add", "sub", "two_step", "mul", "share", "equation", "fraction"]
+CHAINS = ["chain1", "chain2", "chain3", "chain4"]  # one story changed k times: the difficulty dial of the miniature's world
+KINDS = BASIC + CHAINS
 
 
 @dataclass
@@ -50,10 +52,13 @@ class Config:
     rl: int = 1000
     eval: int = 200               # distinct problems, kinds in the mix's proportions
     # difficulty
-    mix: dict = field(default_factory=lambda: {k: 1.0 for k in KINDS})  # kind -> weight; 0 leaves it out
+    mix: dict = field(default_factory=lambda: {k: 1.0 for k in BASIC})  # kind -> weight; 0 leaves it out
     max_add: int = 12             # operands of sums and differences, pieces of a whole
     max_mul: int = 6              # factors of products and shares, coefficients of equations
     max_x: int = 10               # solutions of equations
+    chain_start: int = 20         # a chain's first number (from 2), its changes (1 to chain_operand, gained or
+    chain_operand: int = 6        # lost), every running total within 1 to chain_total
+    chain_total: int = 30
     eval_share: float = 0.3       # the most of a kind's problems the evaluation set may hold out
     rl_share: float = 0.15        # the share of a kind's problems kept for RL; the rest are for training
     # rendering
@@ -62,6 +67,12 @@ class Config:
     qa_boxed: float = 0.4         # the share of QA solutions that end in \boxed{}; the rest end at their last sentence
     slip: float = 0.3             # the chance a step of a long solution goes wrong first and is corrected
     noise: float = 0.5            # the share of a low-quality page's sentences that get damaged
+    # what a low-quality page loses in reasoning, not only in surface (0: pages as clean in content as web_hq)
+    lq_exercises: float = 0.0     # the share of its examples that are exercises: the question, no solution
+    lq_skip: float = 0.0          # ... that give the result only ("Answer: 9."), the work left out
+    lq_wrong: float = 0.0         # the chance a stated result is wrong (off by a little)
+    instruct_math: float = 0.0    # the share of instruction data that is a problem asked to be boxed (BOX_ASKS), its
+                                  # short solution always ending in \boxed{}
 
 
 NAMES = ["Ann", "Ben", "Cara", "Dan", "Eli", "Fay", "Gus", "Hana", "Ivan", "Jo", "Kim", "Leo", "Mia", "Ned", "Olga",
@@ -88,6 +99,12 @@ def space(kind, cfg):
         return [(a * b, a) for a in range(2, M + 1) for b in range(2, M + 1)]
     if kind == "equation":  # (k, b, c) of k x + b = c
         return [(k, b, k * x + b) for k in range(2, M + 1) for x in range(1, X + 1) for b in range(1, A + 1)]
+    if kind in CHAINS:  # (start, change, change, ...): a change is +b or -b, every total in [1, chain_total]
+        out = [(a,) for a in range(2, cfg.chain_start + 1)]
+        for _ in range(int(kind[5:])):
+            out = [n + (d,) for n in out for b in range(1, cfg.chain_operand + 1) for d in (b, -b)
+                   if 1 <= sum(n) + d <= cfg.chain_total]
+        return out
     # fraction: (pieces, taken); what is left, (pieces - taken) / pieces, already in lowest terms
     return [(q, p) for q in range(2, A + 1) for p in range(1, q) if math.gcd(q - p, q) == 1]
 
@@ -104,6 +121,8 @@ def facts(kind, n):
         steps = [(n[0], "+", n[1]), (n[0] + n[1], "-", n[2])]
     if kind == "equation":
         steps = [(n[2], "-", n[1]), (n[2] - n[1], "\\div", n[0])]
+    if kind in CHAINS:
+        steps = [(sum(n[:i + 1]), "+" if d > 0 else "-", abs(d)) for i, d in enumerate(n[1:])]
     return [(a, op, b, compute(a, op, b)) for a, op, b in steps]
 
 
@@ -216,12 +235,31 @@ INTROS = {
                  "When some pieces are taken, the pieces left over all the pieces is the fraction left."],
 }
 INVERSE = {"+": "-", "-": "+", "\\times": "\\div", "\\div": "\\times"}
+GAINS, LOSSES = ["finds", "gets"], ["gives away", "loses"]  # few verbs: which way a change goes is learnt fast
+for k in CHAINS:
+    INTROS[k] = ["A story can change a number again and again: follow each change in order, one step at a time.",
+                 "To follow a total through several changes, add what is gained and take away what is lost, in order."]
+
+
+OPENERS = ["Then", "Next", "After that", "Last"]  # each change's own: a solution can copy its clause unambiguously
+
+
+def chain_story(n, rng):
+    """A chain's story: a start and its changes, each told with a random verb and its own opener, as (question,
+    steps, conclusion) templates with the numbers already in. The solution restates each clause of the question
+    word for word before its arithmetic: copying is what a tiny model learns first."""
+    verbs = [rng.choice(GAINS if d > 0 else LOSSES) for d in n[1:]]
+    clauses = [f"{OPENERS[i]} {{name}} {v} {abs(d)}" for i, (v, d) in enumerate(zip(verbs, n[1:]))]
+    start = "{name} has " + str(n[0]) + " {thing}."
+    question = start + "".join(f" {c}." for c in clauses) + " How many {thing} does {name} have now?"
+    steps = [f"{start} {clauses[0]}, so {{f}}"] + [f"{c}, so {{f}}" for c in clauses[1:]]
+    return question, steps, "{name} has {r} {thing} now"
 
 
 def pose(kind, n, rng):
     """A problem dressed in a random story, names and thing."""
     name, other = rng.sample(NAMES, 2)
-    story = rng.choice(STORIES[kind])
+    story = chain_story(n, rng) if kind in CHAINS else rng.choice(STORIES[kind])
     ctx = dict(zip("abc", n), name=name, other=other, thing=rng.choice(THINGS), r=answer(kind, n),
                s=facts(kind, n)[0][3])
     return {"kind": kind, "n": n, "story": story, "ctx": ctx, "facts": facts(kind, n), "answer": ctx["r"],
@@ -286,7 +324,8 @@ JUNK_END = ["Share this: Facebook Twitter Email", "Posted by admin in Uncategori
 def practice(kind, rng, cfg):
     """A line of arithmetic facts of the kind's operations (tables, not problems)."""
     A, M = cfg.max_add, cfg.max_mul
-    ops = {"add": "+", "sub": "-", "two_step": "+-", "mul": "x", "share": "/", "equation": "-/", "fraction": "-"}[kind]
+    ops = {"add": "+", "sub": "-", "two_step": "+-", "mul": "x", "share": "/", "equation": "-/",
+           "fraction": "-"}.get(kind, "+-")
     out = []
     for _ in range(4):
         op, a, b = rng.choice(ops), rng.randint(2, A), rng.randint(2, A)
@@ -305,6 +344,26 @@ def web_page(kind, problems, rng, cfg):
         sentences.append((f"So {conclusion(p)}.", False))
         if rng.random() < cfg.web_boxed:
             sentences.append((boxed(p), False))
+        page.append(sentences)
+    return page
+
+
+def lq_page(kind, problems, rng, cfg):
+    """A low-quality page before its surface damage (degrade): poorer in reasoning, not only in spelling. Some
+    examples are exercises without a solution, some give the result alone, and a stated result may be wrong."""
+    page = [[(rng.choice(INTROS[kind]), False)], [(practice(kind, rng, cfg), False)]]
+    for p in problems:
+        r = rng.random()
+        if r < cfg.lq_exercises:
+            page.append([(f"Exercise: {p['question']}", True)])
+            continue
+        sentences = [(f"Example: {p['question']}", True)]
+        facts = [wrong(f, rng) if rng.random() < cfg.lq_wrong else f for f in p["facts"]]
+        if r < cfg.lq_exercises + cfg.lq_skip:
+            sentences.append((f"Answer: {facts[-1][3]}.", False))
+        else:
+            sentences += [(step(p, i, f) + ".", False) for i, f in enumerate(facts)]
+            sentences.append((f"So {p['story'][2].format(**{**p['ctx'], 'r': facts[-1][3]})}.", False))
         page.append(sentences)
     return page
 
@@ -352,6 +411,15 @@ def degrade(page, rng, noise):
 
 # -----------------------------------------------------------------------------
 # instruction following
+
+BOX_ASKS = ["Let's think step by step and write the final answer in \\boxed{}.",  # eval.py's qa_boxed template's
+            "Solve it step by step and put the final answer in \\boxed{}.",
+            "Show your work, then give the answer in \\boxed{}."]
+
+
+def box_request(p, rng):
+    """A problem asked to be solved and boxed, answered so: what links mid-training to an RL prompt that asks."""
+    return {"question": f"{p['question']} {rng.choice(BOX_ASKS)}", "solution": short_solution(p, box=True)}
 
 
 def instruction(rng, cfg):
@@ -410,8 +478,14 @@ def build(cfg):
         kind = pick_kind(rng, cfg.mix, kinds)
         return web_page(kind, [train_problem(kind) for _ in range(cfg.examples)], rng, cfg)
 
+    def lq():
+        if not (cfg.lq_exercises or cfg.lq_skip or cfg.lq_wrong):
+            return page()
+        kind = pick_kind(rng, cfg.mix, kinds)
+        return lq_page(kind, [train_problem(kind) for _ in range(cfg.examples)], rng, cfg)
+
     files["web_hq"] = [{"text": page_text(page())} for _ in range(cfg.web_docs)]
-    files["web_lq"] = [{"text": degrade(page(), rng, cfg.noise)} for _ in range(cfg.web_docs)]
+    files["web_lq"] = [{"text": degrade(lq(), rng, cfg.noise)} for _ in range(cfg.web_docs)]
     box = lambda: cfg.qa_boxed >= 1 or rng.random() < cfg.qa_boxed  # no draw at 1: the same world as before
     qa = [train_problem() for _ in range(cfg.qa_short)]
     files["qa_short"] = [{"question": p["question"], "solution": short_solution(p, box()), "answer": p["answer"]}
@@ -419,7 +493,8 @@ def build(cfg):
     qa = [train_problem() for _ in range(cfg.qa_long)]
     files["qa_long"] = [{"question": p["question"], "solution": long_solution(p, rng, cfg.slip, box()),
                          "answer": p["answer"]} for p in qa]
-    files["instruct"] = [instruction(rng, cfg) for _ in range(cfg.instruct)]
+    files["instruct"] = [box_request(train_problem(), rng) if cfg.instruct_math and rng.random() < cfg.instruct_math
+                         else instruction(rng, cfg) for _ in range(cfg.instruct)]
     rl_queues, rl_kinds = {}, [k for k in kinds if split["rl"][k]]
     if cfg.rl and not rl_kinds:
         raise ValueError(f"no RL problems among {kinds}: raise rl_share, max_add, max_mul or max_x")
@@ -427,7 +502,7 @@ def build(cfg):
                                                                       for _ in range(cfg.rl))]
     files["rl"] = [{"question": p["question"], "answer": p["answer"]} for p in rl]
     held_out = rng.sample([(k, n) for k in kinds for n in split["eval"][k]], cfg.eval)  # in a random order
-    files["benchmarks/synth/test"] = [{"question": pose(k, n, rng)["question"], "answer": answer(k, n)}
+    files["benchmarks/synth/test"] = [{"question": pose(k, n, rng)["question"], "answer": answer(k, n), "kind": k}
                                       for k, n in held_out]
     return files
 

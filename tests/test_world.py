@@ -274,3 +274,57 @@ def test_command_line_and_config_errors(tmp_path):
         world.build(world.Config(mix={"addition": 1.0}))
     with pytest.raises(ValueError, match="problems can be held out, not eval=50"):
         world.build(world.Config(mix={"mul": 1.0}, max_mul=4, web_docs=1, qa_short=1, qa_long=1, rl=1, eval=50))
+
+# -----------------------------------------------------------------------------
+# the miniature's world: chained problems (configs/miniature/world.py)
+
+
+def solve_chain(question):
+    """A chain question solved from its words: the start, then each change by its verb."""
+    m = re.match(r"^(\w+) has (\d+) (\w+)\.((?: (?:Then|Next|After that|Last) \1 [a-z ]+ \d+\.)+) How many \3 "
+                 r"does \1 have now\?$", question)
+    assert m, question
+    total = int(m[2])
+    changes = re.findall(r"(?:Then|Next|After that|Last) \w+ ([a-z ]+) (\d+)\.", m[4])
+    for verb, b in changes:
+        total += {"finds": 1, "gets": 1, "gives away": -1, "loses": -1}[verb] * int(b)
+    return total, len(changes)
+
+
+@pytest.fixture(scope="module")
+def chains(tmp_path_factory):
+    out = tmp_path_factory.mktemp("chains")
+    from configurator import configure
+    cfg = configure(world.Config(), [str(ROOT / "configs" / "miniature" / "world.py"), "--web_docs=600",
+                                     "--qa_short=800", "--qa_long=800", "--instruct=300", "--rl=300", "--eval=300"])
+    world.generate_world(**{**world.asdict(cfg), "out_dir": str(out)})
+    return read(out)
+
+
+def test_chain_answers_check_out_and_held_out_problems_stay_out(chains):
+    pairs = []
+    for name in ["qa_short", "qa_long", "rl", "benchmarks/synth/test"]:
+        for r in chains[name]:
+            total, k = solve_chain(r["question"])
+            assert int(r["answer"]) == total and 1 <= k <= 4, r
+            pairs.append((f"So the answer is \\boxed{{{total}}}.", r["answer"]))
+    assert all(grade_many(pairs))
+    assert {r["kind"] for r in chains["benchmarks/synth/test"]} == set(world.CHAINS)
+    assert all(int(r["kind"][5:]) == solve_chain(r["question"])[1] for r in chains["benchmarks/synth/test"])
+    training = "\x00".join([r["text"] for name in ["web_hq", "web_lq"] for r in chains[name]] +
+                           [r["question"] + r["solution"] for name in ["qa_short", "qa_long", "instruct"]
+                            for r in chains[name]])
+    held = [r["question"] for name in ["rl", "benchmarks/synth/test"] for r in chains[name]]
+    assert not [q for q in held if q in training]
+    assert all(r["question"] in training for r in chains["qa_short"][:100])  # the check finds what is there
+
+
+def test_low_quality_pages_lose_reasoning_and_instructions_ask_for_the_box(chains):
+    lq, hq = "\n".join(r["text"] for r in chains["web_lq"]), "\n".join(r["text"] for r in chains["web_hq"])
+    assert "Exercise:" in lq and "Answer:" in lq and "Exercise:" not in hq and "Answer:" not in hq
+    assert lq.count(" = ") < 0.8 * hq.count(" = ")  # less worked arithmetic
+    asks = [r for r in chains["instruct"] if r["question"].endswith(world.BOX_ASKS[0])]
+    assert len(asks) > 0.1 * len(chains["instruct"]) and all(r["solution"].endswith("}.") for r in asks)
+    # the RL template asks in exactly those words
+    import eval as evaluation
+    assert evaluation.render("Q", "qa_boxed") == f"Question: Q {world.BOX_ASKS[0]}\nAnswer:"

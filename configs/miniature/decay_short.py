@@ -1,19 +1,20 @@
 # The miniature's 'short' decay branch: from the stable stage's last checkpoint, the same token budget as every
-# branch, the learning rate decayed (cosine) to a tenth; on short chain-of-thought QA.
+# branch, the learning rate decayed (cosine) to a tenth; on short chain-of-thought QA and a little instruction data.
 #   python train.py configs/miniature/decay_short.py
 init_from = "out/miniature/stable"
-mixture = {"web": ("out/miniature/world/data/web_hq", 0.3), "qa_short": ("out/miniature/world/data/qa_short", 0.7)}
+mixture = {"web": ("out/miniature/world/data/web_hq", 0.3), "qa_short": ("out/miniature/world/data/qa_short", 0.55),
+           "instruct": ("out/miniature/world/data/instruct", 0.15)}
 seq_len = 256
 batch_tokens = 16 * 256
 micro_batch = 16
-max_steps = 64
+max_steps = 128
 lr = 3e-3
 min_lr = 3e-4
 weight_decay = 0.0
 warmup = 0
 decay = 1.0
 decay_shape = "cosine"
-out_dir = "out/miniature/short"
-ckpt_every = 64
+ckpt_every = 128
 export_dtype = "float32"
 seed = 1                         # a new data order: the web share must not replay the stable stage's
+out_dir = "out/miniature/short"

@@ -1,0 +1,20 @@
+# The miniature's 'hybrid_lowq_web' decay branch: the hybrid mix, from the stable stage on low-quality web pages,
+# and its web share low-quality too: the whole mid-training's web corpus differs, as in the paper's comparison.
+#   python train.py configs/miniature/decay_hybrid_lowq.py
+init_from = "out/miniature/stable_lowq"
+mixture = {"web": ("out/miniature/world/data/web_lq", 0.3), "qa_short": ("out/miniature/world/data/qa_short", 0.275),
+           "qa_long": ("out/miniature/world/data/qa_long", 0.275), "instruct": ("out/miniature/world/data/instruct", 0.15)}
+seq_len = 256
+batch_tokens = 16 * 256
+micro_batch = 16
+max_steps = 128
+lr = 3e-3
+min_lr = 3e-4
+weight_decay = 0.0
+warmup = 0
+decay = 1.0
+decay_shape = "cosine"
+ckpt_every = 128
+export_dtype = "float32"
+seed = 1                         # a new data order: the web share must not replay the stable stage's
+out_dir = "out/miniature/hybrid_lowq_web"

@@ -1,0 +1,19 @@
+# The miniature's 'short_no_instruct' decay branch: 'short' without its instruction data (its share goes to the
+# short QA), the one difference, so that short vs short_no_instruct measures what instruction data adds.
+#   python train.py configs/miniature/decay_short_no_instruct.py
+init_from = "out/miniature/stable"
+mixture = {"web": ("out/miniature/world/data/web_hq", 0.3), "qa_short": ("out/miniature/world/data/qa_short", 0.7)}
+seq_len = 256
+batch_tokens = 16 * 256
+micro_batch = 16
+max_steps = 128
+lr = 3e-3
+min_lr = 3e-4
+weight_decay = 0.0
+warmup = 0
+decay = 1.0
+decay_shape = "cosine"
+ckpt_every = 128
+export_dtype = "float32"
+seed = 1                         # a new data order: the web share must not replay the stable stage's
+out_dir = "out/miniature/short_no_instruct"

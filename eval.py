@@ -162,14 +162,19 @@ def fewshot_pool():
         return json.load(f)
 
 
-def exemplars(benchmark):
-    """The worked examples shown before a problem: GSM8K's own, MMLU-STEM's multiple-choice ones, or the
-    MATH-style ones for every other benchmark."""
+def exemplars(benchmark, data_dir=None):
+    """The worked examples shown before a problem: the benchmark folder's own fewshot.jsonl when it has one
+    (question, solution, answer: all of them, as the miniature's world writes), else GSM8K's own, MMLU-STEM's
+    multiple-choice ones, or the MATH-style ones for every other benchmark."""
+    own = os.path.join(data_dir or os.path.join(ROOT, "data", "benchmarks"), benchmark, "fewshot.jsonl")
+    if os.path.isfile(own):
+        with open(own) as f:
+            return [json.loads(line) for line in f if line.strip()]
     pool = fewshot_pool()
     return pool.get(benchmark, pool["math"])[:SHOTS.get(benchmark, 0)]
 
 
-def build_prompt(example, benchmark, mode="fewshot", template="boxed"):
+def build_prompt(example, benchmark, mode="fewshot", template="boxed", data_dir=None):
     """fewshot: worked "Problem: ... Solution: ... The final answer is $X$." exemplars, then the problem and an
     open "Solution:"; zeroshot: the problem in an RL template."""
     if mode == "zeroshot":
@@ -177,7 +182,7 @@ def build_prompt(example, benchmark, mode="fewshot", template="boxed"):
     if mode != "fewshot":
         raise ValueError(f"mode '{mode}': use fewshot (base models) or zeroshot (RL models)")
     shots = "".join(f"Problem:\n{with_choices(e)}\n\nSolution:\n{e['solution']} "
-                    f"The final answer is ${e['answer']}$.\n\n" for e in exemplars(benchmark))
+                    f"The final answer is ${e['answer']}$.\n\n" for e in exemplars(benchmark, data_dir))
     return f"{shots}Problem:\n{with_choices(example)}\n\nSolution:\n"
 
 
@@ -214,7 +219,7 @@ def evaluate(generate, benchmarks, mode="fewshot", n_samples=1, limit=None, data
     results = {}
     for name in benchmarks.split(",") if isinstance(benchmarks, str) else benchmarks:
         examples = load_benchmark(name, data_dir)[:limit or None]
-        prompts = [build_prompt(e, name, mode, template) for e in examples for _ in range(n_samples)]
+        prompts = [build_prompt(e, name, mode, template, data_dir) for e in examples for _ in range(n_samples)]
         golds = [e["answer"] for e in examples for _ in range(n_samples)]
         t0 = time.perf_counter()
         completions = list(generate(prompts))

@@ -51,13 +51,20 @@ lanes "python train.py configs/miniature/decay_short.py $TRAIN_ARGS" \
       "python train.py configs/miniature/decay_hybrid.py --init_from=$midpoint --out_dir=$M/hybrid_half_stable $TRAIN_ARGS" \
       "python train.py configs/miniature/decay_hybrid_lowq.py $TRAIN_ARGS"
 
-# 4. each base model evaluated once, greedy, in the RL template (its strict accuracy is what the reward checks)
+# 4. each base model evaluated once, greedy: in the RL template (its strict accuracy is what the reward checks),
+#    and few-shot, as the paper evaluates base models (worked training problems, then "Problem: ... Solution:"),
+#    on the first 200 problems (its prompts are five times as long)
 BRANCHES="short short_no_instruct long hybrid web_only hybrid_half_stable hybrid_lowq_web"
 evals=()
 for branch in $BRANCHES; do
-    [ -f $M/base/$branch/results.json ] || evals+=("python eval.py --model=$M/$branch/hf --benchmarks=synth \
-        --data_dir=$W/benchmarks --mode=zeroshot --template=qa_boxed --max_new_tokens=144 --last_number=false \
-        --batch_size=128 --out_dir=$M/base/$branch $EVAL_ARGS")
+    for mode in zeroshot fewshot; do
+        out=$M/base/$branch
+        limit=0
+        [ $mode = zeroshot ] || out=$M/base_fewshot/$branch limit=200
+        [ -f $out/results.json ] || evals+=("python eval.py --model=$M/$branch/hf --benchmarks=synth \
+            --data_dir=$W/benchmarks --mode=$mode --template=qa_boxed --max_new_tokens=144 --last_number=false \
+            --batch_size=128 --limit=$limit --out_dir=$out $EVAL_ARGS")
+    done
 done
 lanes "${evals[@]}"
 

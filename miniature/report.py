@@ -77,7 +77,7 @@ def compare(x, y, n_boot=2000, seed=0):
 
 def read_jsonl(path):
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} is missing: run miniature.sh (it makes every base evaluation and RL run) first")
+        raise FileNotFoundError(f"{path} is missing: run miniature.sh (it makes every base evaluation and RL run)")
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
 
@@ -94,12 +94,14 @@ def scored(samples, max_new_tokens):
 def load(out_dir):
     """{"base": {branch: scores}, "rl": {arm: {seed: scores}}, "curves": {arm: {seed: metrics rows}}, "kinds"}."""
     kinds = [r.get("kind", "") for r in read_jsonl(os.path.join(out_dir, "world", "benchmarks", "synth", "test.jsonl"))]
-    base, rl, curves, limit = {}, {}, {}, 0
+    base, fewshot, rl, curves, limit = {}, {}, {}, {}, 0
     for branch in BRANCHES:
         folder = os.path.join(out_dir, "base", branch)
         with open(os.path.join(folder, "results.json")) as f:
             limit = json.load(f)["results"]["synth"].get("max_new_tokens", 0)
         base[branch] = scored(read_jsonl(os.path.join(folder, "synth_samples.jsonl")), limit)
+        shots = os.path.join(out_dir, "base_fewshot", branch, "synth_samples.jsonl")
+        fewshot[branch] = scored(read_jsonl(shots), limit) if os.path.isfile(shots) else None
     for arm in ARMS:
         root = os.path.join(out_dir, "rl", arm)
         if not os.path.isdir(root):
@@ -111,7 +113,7 @@ def load(out_dir):
             final = sorted(os.listdir(os.path.join(root, seed, "eval")))[-1]
             rl[arm][seed] = scored(read_jsonl(os.path.join(root, seed, "eval", final, "synth_samples.jsonl")), limit)
             curves[arm][seed] = steps
-    return {"base": base, "rl": rl, "curves": curves, "kinds": kinds}
+    return {"base": base, "fewshot": fewshot, "rl": rl, "curves": curves, "kinds": kinds}
 
 
 def slope(ys):
@@ -129,7 +131,9 @@ def summarize(data, arm):
     """A branch's (or arm's) row: base and after-RL accuracies, lengths, truncation, reward slope."""
     base, seeds, kinds = data["base"][BASE[arm]], data["rl"][arm], data["kinds"]
     rows = data["curves"][arm]
+    shots = data["fewshot"][BASE[arm]]
     return {"base_accuracy": float(np.mean(base["strict"])), "base_flexible": float(np.mean(base["flexible"])),
+            "base_fewshot": {m: float(np.mean(shots[m])) for m in ("strict", "flexible")} if shots else None,
             "rl_accuracy": [float(np.mean(s["strict"])) for s in seeds.values()],
             "rl_flexible": [float(np.mean(s["flexible"])) for s in seeds.values()],
             "response_length": {"base": float(np.mean(base["tokens"])),
@@ -227,16 +231,19 @@ def report(summary, findings, long, n_problems, seconds):
     lines = ["# OctoThinker in miniature\n",
              "A synthetic math world and a ~1M-parameter Llama on a CPU: chained word problems (a number changed k = 1 "
              "to 4 times: the difficulty dial), web pages clean and poorer in reasoning, short and long "
-             "chain-of-thought QA, instructions, then GRPO on two seeds per branch. It shows the recipe's mechanics; it "
+             "chain-of-thought QA, instructions, then GRPO on two seeds per branch. It shows the recipe's mechanics; "
+             "it "
              f"does not re-prove the paper. Accuracy is greedy, on {n_problems} held-out problems no training corpus "
              "contains: strict as the reward reads it (a marked final answer), flexible also reading an unmarked "
              "answer's last number.\n",
-             "| branch | mid-training | base strict / flexible | after RL strict (per seed) | after RL flexible | "
-             "response tokens base → RL | truncated base → RL (training) | reward slope / step |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| branch | mid-training | base strict / flexible | base few-shot strict / flexible | after RL strict "
+             "(per seed) | after RL flexible | response tokens base → RL | truncated base → RL (training) | "
+             "reward slope / step |", "|---|---|---|---|---|---|---|---|---|"]
     for arm in ARMS:
         s = summary[arm]
-        lines.append(f"| `{arm}` | {WHAT[arm]} | {pct(s['base_accuracy'])} / {pct(s['base_flexible'])} | "
+        shots = s["base_fewshot"]
+        shots = f"{pct(shots['strict'])} / {pct(shots['flexible'])}" if shots else "-"
+        lines.append(f"| `{arm}` | {WHAT[arm]} | {pct(s['base_accuracy'])} / {pct(s['base_flexible'])} | {shots} | "
                      f"{', '.join(map(pct, s['rl_accuracy']))} | {', '.join(map(pct, s['rl_flexible']))} | "
                      f"{s['response_length']['base']:.0f} → {s['response_length']['rl']:.0f} | "
                      f"{pct(s['truncated']['base'])} → {pct(s['truncated']['rl'])} ({pct(s['truncated']['training'])}) "
@@ -252,7 +259,8 @@ def report(summary, findings, long, n_problems, seconds):
               "Each is a comparison fixed before the runs: the difference of seed means (X − Y), the seed spread, a "
               "95% paired bootstrap interval over the held-out problems, and the verdict: *holds* (beyond the spread "
               "and the interval above 0), *direction only*, or *does not hold*.", "",
-              "| finding | X vs Y | difference | spread | interval | verdict | the paper |", "|---|---|---|---|---|---|---|"]
+              "| finding | X vs Y | difference | spread | interval | verdict | the paper |",
+              "|---|---|---|---|---|---|---|"]
     for name, title, paper, x, y, metric in FINDINGS:
         f = findings[name]
         lo, hi = f["interval"]
@@ -269,7 +277,8 @@ def report(summary, findings, long, n_problems, seconds):
               "here.", "",
               "What the world can and cannot show: its problems are one family a ~1M-parameter model can partly "
               "solve, so differences are about solving chained steps and giving a checkable answer, in a world far "
-              "narrower than web math; two seeds make the spread a rough bound; the verdicts are what this run measured.",
+              "narrower than web math; two seeds make the spread a rough bound; the verdicts are what this run "
+              "measured.",
               "", "![reward, accuracy, response length and truncation over GRPO steps](rl_curves.png)",
               "", "![held-out accuracy by difficulty after RL](difficulty.png)", ""]
     if seconds:

@@ -262,7 +262,8 @@ def test_cli_end_to_end(tiny_run, tmp_path):
     assert 1 <= results["gsm8k"]["mean_response_tokens"] <= 6
     assert json.loads((tiny_run / "eval" / "config.json").read_text())["max_new_tokens"] == 6
     samples = [json.loads(line) for line in (tiny_run / "eval" / "gsm8k_samples.jsonl").read_text().splitlines()]
-    assert len(samples) == 3 and set(samples[0]) == {"prompt", "completion", "extracted", "gold", "correct"}
+    assert len(samples) == 3 and set(samples[0]) == {"prompt", "completion", "extracted", "gold", "correct",
+                                                           "new_tokens"}
     assert samples[0]["gold"] == "18" and samples[0]["prompt"].count("Problem:") == 9
     assert all("Problem:" not in s["completion"] for s in samples)
     # zero-shot, sampled: avg@k and pass@k, written where --out_dir says, and reproducible from the seed
@@ -329,3 +330,17 @@ def test_ranks_get_whole_runs_of_a_prompt_and_like_shares():
     assert shares == [[0, 1, 2, 6, 7, 8], [3, 4, 5, 9, 10, 11]]  # one rank prefills each prompt, longest dealt first
     assert sorted(shares[0] + shares[1]) == list(range(12))
     assert E.deal(order, encoded, 0, 1) == order and E.deal(order[:3], encoded, 1, 2) == []  # a rank may get none
+
+
+def test_a_benchmark_folder_can_bring_its_own_fewshot_exemplars(tmp_path):
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "test.jsonl").write_text(json.dumps({"question": "2 + 2?", "answer": "4"}) + "\n")
+    shots = [{"question": "1 + 1?", "solution": "1 + 1 = 2.", "answer": "2"},
+             {"question": "3 + 1?", "solution": "3 + 1 = 4.", "answer": "4"}]
+    (tmp_path / "toy" / "fewshot.jsonl").write_text("".join(json.dumps(s) + "\n" for s in shots))
+    example = E.load_benchmark("toy", str(tmp_path))[0]
+    prompt = E.build_prompt(example, "toy", "fewshot", data_dir=str(tmp_path))
+    assert prompt == ("Problem:\n1 + 1?\n\nSolution:\n1 + 1 = 2. The final answer is $2$.\n\n"
+                      "Problem:\n3 + 1?\n\nSolution:\n3 + 1 = 4. The final answer is $4$.\n\n"
+                      "Problem:\n2 + 2?\n\nSolution:\n")
+    assert E.exemplars("gsm8k", str(tmp_path)) == E.exemplars("gsm8k")  # without a file: the shipped ones

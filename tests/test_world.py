@@ -13,7 +13,8 @@ import pytest
 
 from data import prepare
 from grader import extract_answer, grade_many
-from miniature import world
+from miniature import text, world
+from miniature.problems import CHAINS
 from tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -208,8 +209,8 @@ def test_long_solutions_are_longer_and_web_rarely_boxes(full):
     hq, lq = full["web_hq"], full["web_lq"]
     assert len(hq) == len(lq) and all(r["text"].count("Example:") >= 1 for r in hq)
     assert np.mean([r["text"].count("Example:") >= 1 for r in lq]) > 0.9
-    assert not any(junk in r["text"] for r in hq for junk in world.JUNK_TOP + world.JUNK_END)
-    assert all(r["text"].split("\n")[0] in world.JUNK_TOP for r in lq)
+    assert not any(junk in r["text"] for r in hq for junk in text.JUNK_TOP + text.JUNK_END)
+    assert all(r["text"].split("\n")[0] in text.JUNK_TOP for r in lq)
 
 
 def test_prepare_reads_every_file(small, tmp_path):
@@ -309,7 +310,7 @@ def test_chain_answers_check_out_and_held_out_problems_stay_out(chains):
             assert int(r["answer"]) == total and 1 <= k <= 4, r
             pairs.append((f"So the answer is \\boxed{{{total}}}.", r["answer"]))
     assert all(grade_many(pairs))
-    assert {r["kind"] for r in chains["benchmarks/synth/test"]} == set(world.CHAINS)
+    assert {r["kind"] for r in chains["benchmarks/synth/test"]} == set(CHAINS)
     assert all(int(r["kind"][5:]) == solve_chain(r["question"])[1] for r in chains["benchmarks/synth/test"])
     training = "\x00".join([r["text"] for name in ["web_hq", "web_lq"] for r in chains[name]] +
                            [r["question"] + r["solution"] for name in ["qa_short", "qa_long", "instruct"]
@@ -323,8 +324,8 @@ def test_low_quality_pages_lose_reasoning_and_instructions_ask_for_the_box(chain
     lq, hq = "\n".join(r["text"] for r in chains["web_lq"]), "\n".join(r["text"] for r in chains["web_hq"])
     assert "Exercise:" in lq and "Answer:" in lq and "Exercise:" not in hq and "Answer:" not in hq
     assert lq.count(" = ") < 0.8 * hq.count(" = ")  # less worked arithmetic
-    asks = [r for r in chains["instruct"] if r["question"].endswith(world.BOX_ASKS[0])]
+    asks = [r for r in chains["instruct"] if r["question"].endswith(text.BOX_ASKS[0])]
     assert len(asks) > 0.1 * len(chains["instruct"]) and all(r["solution"].endswith("}.") for r in asks)
     # the RL template asks in exactly those words
     import eval as evaluation
-    assert evaluation.render("Q", "qa_boxed") == f"Question: Q {world.BOX_ASKS[0]}\nAnswer:"
+    assert evaluation.render("Q", "qa_boxed") == f"Question: Q {text.BOX_ASKS[0]}\nAnswer:"

@@ -244,7 +244,8 @@ def evaluate(generate, benchmarks, mode="fewshot", n_samples=1, limit=None, data
             results[name]["max_new_tokens"] = generate.max_new_tokens
         if out_dir:
             os.makedirs(out_dir, exist_ok=True)
-            tokens = new_tokens if new_tokens is not None and len(new_tokens) == len(completions) else [None] * len(golds)
+            tokens = new_tokens if new_tokens is not None and len(new_tokens) == len(completions) else \
+                [None] * len(golds)
             write_atomic(os.path.join(out_dir, f"{name}_samples.jsonl"), "".join(
                 json.dumps({"prompt": p, "completion": c, "extracted": a, "gold": g, "correct": ok, "new_tokens": n})
                 + "\n" for p, c, a, g, ok, n in zip(prompts, completions, extracted, golds, correct, tokens)))

@@ -77,11 +77,30 @@ def eval_quotas(cfg, sizes):
 
 def pools(cfg):
     """{split: {kind: [numbers, ...]}}: for each kind the mix uses, its first problems in seeded order are held out
-    for evaluation, the next rl_share for RL, the rest are for training. Disjoint by construction."""
+    for evaluation, the next rl_share for RL, the rest are for training. Disjoint by construction. A chain goes to
+    a split with every chain it begins or that begins it (all chains of one start and first change together), so
+    no training or RL solution works through a held-out problem as its first steps."""
     spaces = {k: sorted(space(k, cfg), key=lambda n: rank(k, n, cfg.seed)) for k in KINDS if cfg.mix.get(k, 0) > 0}
     quota = eval_quotas(cfg, {k: len(v) for k, v in spaces.items()})
     out = {"train": {}, "rl": {}, "eval": {}}
     for k, problems in spaces.items():
-        n_rl = quota[k] + round(cfg.rl_share * len(problems))
-        out["eval"][k], out["rl"][k], out["train"][k] = problems[:quota[k]], problems[quota[k]:n_rl], problems[n_rl:]
+        if k not in CHAINS:
+            n_rl = quota[k] + round(cfg.rl_share * len(problems))
+            out["eval"][k], out["rl"][k], out["train"][k] = problems[:quota[k]], problems[quota[k]:n_rl], problems[n_rl:]
+    chains = [k for k in spaces if k in CHAINS]
+    families = sorted({n[:2] for k in chains for n in spaces[k]}, key=lambda f: rank("chain", f, cfg.seed))
+    count = {f: dict.fromkeys(chains, 0) for f in families}
+    for k in chains:
+        for n in spaces[k]:
+            count[n[:2]][k] += 1
+    # whole families, in seeded order, to the held-out set until every kind can fill its quota, then to RL
+    need = {"eval": {k: quota[k] for k in chains}, "rl": {k: round(cfg.rl_share * len(spaces[k])) for k in chains}}
+    split_of = {}
+    for f in families:
+        split_of[f] = next((s for s in ("eval", "rl") if any(v > 0 for v in need[s].values())), "train")
+        for k in need.get(split_of[f], {}):
+            need[split_of[f]][k] -= count[f][k]
+    for k in chains:
+        part = {s: [n for n in spaces[k] if split_of[n[:2]] == s] for s in out}
+        out["eval"][k], out["rl"][k], out["train"][k] = part["eval"][:quota[k]], part["rl"], part["train"]
     return out

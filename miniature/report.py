@@ -25,6 +25,7 @@ import numpy as np
 from common import write_atomic
 from configurator import configure
 from grader import grade_many
+from rl import length_at
 
 BRANCHES = ["short", "short_no_instruct", "long", "hybrid", "web_only", "hybrid_half_stable", "hybrid_lowq_web"]
 ARMS = BRANCHES + ["long_fix"]  # RL runs; long_fix starts from long's base model
@@ -85,7 +86,7 @@ def read_jsonl(path):
 def scored(samples, max_new_tokens):
     """Per problem: strict (the grader's verdict as the reward reads it), flexible (an unmarked completion's last
     number counts too), truncated (the completion ran to the limit), and its length in tokens."""
-    flexible = grade_many([(s["completion"], s["gold"]) for s in samples], last_number=True)
+    flexible = grade_many([(s["completion"], s["gold"]) for s in samples], last_number=True, rounded=False)
     return {"strict": [int(s["correct"]) for s in samples], "flexible": [int(f) for f in flexible],
             "truncated": [int((s.get("new_tokens") or 0) >= max_new_tokens) for s in samples],
             "tokens": [s.get("new_tokens") or 0 for s in samples]}
@@ -109,10 +110,14 @@ def load(out_dir):
         rl[arm], curves[arm] = {}, {}
         for seed in sorted(os.listdir(root)):
             rows = read_jsonl(os.path.join(root, seed, "metrics.jsonl"))
-            steps = [r for r in rows if "reward" in r]
-            final = sorted(os.listdir(os.path.join(root, seed, "eval")))[-1]
-            rl[arm][seed] = scored(read_jsonl(os.path.join(root, seed, "eval", final, "synth_samples.jsonl")), limit)
-            curves[arm][seed] = steps
+            with open(os.path.join(root, seed, "config.json")) as f:
+                cfg = json.load(f)
+            final = os.path.join(root, seed, "eval", f"step_{cfg['max_steps']:06d}", "synth_samples.jsonl")
+            if not os.path.isfile(final):
+                raise FileNotFoundError(f"{final} is missing: the run {root}/{seed} has not finished (re-run "
+                                        "miniature.sh to resume it)")
+            rl[arm][seed] = scored(read_jsonl(final), length_at(cfg["max_steps"], cfg["max_response_len"]))
+            curves[arm][seed] = [r for r in rows if "reward" in r]
     return {"base": base, "fewshot": fewshot, "rl": rl, "curves": curves, "kinds": kinds}
 
 
@@ -227,7 +232,8 @@ def pct(x):
     return f"{x:.1%}"
 
 
-def report(summary, findings, long, n_problems, seconds):
+def report(summary, findings, long, kinds, seconds):
+    n_problems = len(kinds)
     lines = ["# OctoThinker in miniature\n",
              "A synthetic math world and a ~1M-parameter Llama on a CPU: chained word problems (a number changed k = 1 "
              "to 4 times: the difficulty dial), web pages clean and poorer in reasoning, short and long "
@@ -248,8 +254,9 @@ def report(summary, findings, long, n_problems, seconds):
                      f"{s['response_length']['base']:.0f} → {s['response_length']['rl']:.0f} | "
                      f"{pct(s['truncated']['base'])} → {pct(s['truncated']['rl'])} ({pct(s['truncated']['training'])}) "
                      f"| {s['reward_slope']:+.4f} |")
-    lines += ["", "By difficulty (strict, base → after RL, mean of seeds; base flexible in brackets):", "",
-              "| branch | " + " | ".join(f"k = {k[5:]}" for k in KINDS) + " |", "|---|" + "---|" * len(KINDS)]
+    lines += ["", "By difficulty (strict, base → after RL, mean of seeds; base flexible in brackets; n problems):", "",
+              "| branch | " + " | ".join(f"k = {k[5:]} (n = {kinds.count(k)})" for k in KINDS) + " |",
+              "|---|" + "---|" * len(KINDS)]
     for arm in ARMS:
         b = summary[arm]["by_kind"]
         lines.append(f"| `{arm}` | " + " | ".join(
@@ -278,7 +285,10 @@ def report(summary, findings, long, n_problems, seconds):
               "What the world can and cannot show: its problems are one family a ~1M-parameter model can partly "
               "solve, so differences are about solving chained steps and giving a checkable answer, in a world far "
               "narrower than web math; two seeds make the spread a rough bound; the verdicts are what this run "
-              "measured.",
+              "measured. Two caveats: `long_fix`'s conversation template is new to every model here (the "
+              "instruction data is in the QA frame), so it tests a template change and a limit together; and the "
+              "few-shot prompts (four worked examples, 300+ tokens) run past the 256 tokens every stage trained on, "
+              "so few-shot accuracy says little at this scale (no finding uses it).",
               "", "![reward, accuracy, response length and truncation over GRPO steps](rl_curves.png)",
               "", "![held-out accuracy by difficulty after RL](difficulty.png)", ""]
     if seconds:
@@ -295,7 +305,7 @@ def main(cfg):
                "findings": findings, "long_cot": long}
     write_atomic(os.path.join(cfg.out_dir, "results.json"), json.dumps(results, indent=1))
     plot(data, summary, cfg.out_dir)
-    lines = report(summary, findings, long, len(data["base"][BRANCHES[0]]["strict"]), cfg.seconds)
+    lines = report(summary, findings, long, data["kinds"][:len(data["base"][BRANCHES[0]]["strict"])], cfg.seconds)
     write_atomic(os.path.join(cfg.out_dir, "report.md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -318,6 +318,16 @@ def test_chain_answers_check_out_and_held_out_problems_stay_out(chains):
     held = [r["question"] for name in ["rl", "benchmarks/synth/test"] for r in chains[name]]
     assert not [q for q in held if q in training]
     assert all(r["question"] in training for r in chains["qa_short"][:100])  # the check finds what is there
+    # nor as the first steps of a longer chain: no training or RL chain starts as a held-out one does
+    def start(q):
+        m = re.match(r"^\w+ has (\d+) \w+\. Then \w+ ([a-z ]+) (\d+)\.", q)
+        return int(m[1]), {"finds": 1, "gets": 1, "gives away": -1, "loses": -1}[m[2]] * int(m[3])
+    starts = {name: {start(r["question"]) for r in chains[name]} for name in ["qa_short", "qa_long", "rl",
+                                                                              "benchmarks/synth/test"]}
+    trained = starts["qa_short"] | starts["qa_long"] | {start(m[0]) for r in chains["web_hq"] + chains["web_lq"]
+                                                        for m in re.finditer(r"\w+ has \d+ \w+\. Then \w+ [a-z ]+ "
+                                                                             r"\d+\.", r["text"])}
+    assert not starts["benchmarks/synth/test"] & (trained | starts["rl"]) and not starts["rl"] & trained
 
 
 def test_low_quality_pages_lose_reasoning_and_instructions_ask_for_the_box(chains):

@@ -115,6 +115,15 @@ def all_max(x, device):
     return t.item()
 
 
+def all_gather(values):
+    """Every rank's list of values, joined in rank order (python objects, not tensors)."""
+    if not dist.is_initialized():
+        return list(values)
+    parts = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, list(values))
+    return [v for part in parts for v in part]
+
+
 def barrier():
     if dist.is_initialized():
         dist.barrier()

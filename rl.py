@@ -27,12 +27,11 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-import torch.distributed as dist
 from tqdm import tqdm
 
 import eval as evaluation
 import grpo
-from common import all_max, all_sum, barrier, latest_checkpoint, launch, local_or_hub, parallelize, start_run
+from common import all_gather, all_max, all_sum, barrier, latest_checkpoint, launch, local_or_hub, parallelize, start_run
 from data import resolve_inputs
 from generation import StopStrings
 from grader import extract_answer, grade_many
@@ -270,21 +269,12 @@ def sync_weights(rollout_model, model):
 # the run
 
 
-def gather(values):
-    """Every rank's list, joined (rank 0's first)."""
-    if not dist.is_initialized():
-        return list(values)
-    parts = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, list(values))
-    return [v for part in parts for v in part]
-
-
 def step_metrics(step, batch, rollout_stats, update_stats, cfg, device, seconds):
     """metrics.jsonl's row for a step, over every rank: what a researcher watches when a run misbehaves."""
     P, G, M = cfg.prompts_per_step, cfg.samples_per_prompt, cfg.mini_batch_prompts
     n_all, s = P * G, {k: all_sum(v, device) for k, v in {**rollout_stats, **update_stats}.items()
                        if not k.startswith("time_") and k != "logprob_gap_max"}
-    lengths = sorted(gather(len(r) for r in batch["responses"]))
+    lengths = sorted(all_gather([len(r) for r in batch["responses"]]))
     per_token = lambda key, count: s[key] / max(s[count], 1)  # noqa: E731
     row = {"step": step,
            "reward": all_sum(batch["rewards"].sum().item(), device) / n_all,

@@ -57,6 +57,15 @@ def step(model, policy, optimizer, prompts, args, device):
     return t_rollout, sum(map(len, responses)), time.perf_counter() - t1, out["tokens"]
 
 
+def rollout_memory(params, gpu_bytes, ranks):
+    """(sharded state, free memory at rollout, generate's default KV budget) of a rank, bytes: the GPU less this
+    rank's FSDP shard of fp32 weights, gradients and AdamW's two moments (16 bytes a parameter / ranks), the bf16
+    rollout copy and 2 GiB for the CUDA context; the budget is generation.GPU_SHARE of what is left."""
+    state = 16 * params / ranks
+    free = gpu_bytes - state - 2 * params - 2 * 2**30
+    return state, free, generation.GPU_SHARE * free
+
+
 def rl_math_kv(gpu_bytes=80 * 2**30, ranks=8, prompt_len=512, rows=256):
     """Markdown rows: the KV cache configs/rl_math.py's rollout needs on each rank at full length, and what the
     default kv_budget gives on a GPU of gpu_bytes, for the paper's three models. Arithmetic from the shapes (no
@@ -72,8 +81,7 @@ def rl_math_kv(gpu_bytes=80 * 2**30, ranks=8, prompt_len=512, rows=256):
         with torch.device("meta"):  # shapes only, no memory
             params = sum(p.numel() for p in Llama(cfg).parameters())
         per_token = generation.kv_token_bytes(cfg, torch.bfloat16)
-        free = gpu_bytes - 2 * params - 16 * params / ranks - 2 * 2**30
-        budget = generation.GPU_SHARE * free
+        _, _, budget = rollout_memory(params, gpu_bytes, ranks)
         # the rows generate lays out in that budget, short and long ones (generation.layout)
         fits = [sum(n for n, _ in generation.layout(rows, prompt_len, new, int(budget // per_token)))
                 for new in (4096, 8192)]
@@ -109,8 +117,8 @@ def rl_math_memory(gpu_bytes=80 * 2**30, ranks=8, prompt_len=512, new=4096, micr
         block = sum(p.numel() for p in model.layers[0].parameters())
         largest = max(p.numel() for p in model.parameters())
         tokens = micro * (prompt_len + new)
-        state, context = 16 * n / ranks, 2 * gib
-        kv = generation.GPU_SHARE * (gpu_bytes - state - 2 * n - context)
+        context = 2 * gib
+        state, _, kv = rollout_memory(n, gpu_bytes, ranks)
         activations = (cfg.n_layers * tokens * cfg.dim * 2 + 2 * tokens * (8 * cfg.dim + 4 * cfg.ffn_dim) * 2
                        + 3 * 2**26 * 4)
         rollout = state + context + 2 * n + kv

@@ -137,6 +137,8 @@ def summarize(data, arm):
     base, seeds, kinds = data["base"][BASE[arm]], data["rl"][arm], data["kinds"]
     rows = data["curves"][arm]
     shots = data["fewshot"][BASE[arm]]
+    per_seed = [list(by_kind(base["strict"], kinds))] + [list(by_kind(s["strict"], kinds).values())
+                                                         for s in seeds.values()]  # kinds, then each seed's
     return {"base_accuracy": float(np.mean(base["strict"])), "base_flexible": float(np.mean(base["flexible"])),
             "base_fewshot": {m: float(np.mean(shots[m])) for m in ("strict", "flexible")} if shots else None,
             "rl_accuracy": [float(np.mean(s["strict"])) for s in seeds.values()],
@@ -148,8 +150,7 @@ def summarize(data, arm):
                           "training": mean(mean(r.get("truncated", 0) for r in st) for st in rows.values())},
             "reward_slope": mean(slope([r["reward"] for r in st]) for st in rows.values()),
             "by_kind": {"base": by_kind(base["strict"], kinds), "base_flexible": by_kind(base["flexible"], kinds),
-                        "rl": {k: mean(by_kind(s["strict"], kinds)[k] for s in seeds.values())
-                               for k in by_kind(base["strict"], kinds)}}}
+                        "rl": {k: mean(accs) for k, *accs in zip(*per_seed)}}}
 
 # -----------------------------------------------------------------------------
 # the findings, each fixed before any run: (name, title, the paper's numbers, x, y, what is compared)

@@ -1,5 +1,5 @@
 """Run by tests/test_rl.py under torchrun (2 gloo ranks): rl.sync_weights from an FSDP2-sharded fp32 model into a
-full copy, printing per rank the model's size, its largest tensor's, and the resident memory the sync added at
+full copy, printing (from rank 0, so the two ranks' lines never interleave) per rank the model's size, its largest tensor's, and the resident memory the sync added at
 its peak (Linux's VmHWM, reset just before), all in MB, and whether the copy then equals the model."""
 import os
 import sys
@@ -36,7 +36,11 @@ def main():
     rl.sync_weights(copy, model)
     extra = high_water_mb() - start
     equal = all(torch.equal(a, b) for a, b in zip(copy.parameters(), full.parameters()))
-    print(f"sync {dist.get_rank()} {sum(sizes) / 2**20:.1f} {max(sizes) / 2**20:.1f} {extra:.1f} {equal}", flush=True)
+    row = f"sync {dist.get_rank()} {sum(sizes) / 2**20:.1f} {max(sizes) / 2**20:.1f} {extra:.1f} {equal}"
+    rows = [None] * dist.get_world_size()
+    dist.all_gather_object(rows, row)
+    if dist.get_rank() == 0:
+        print("\n".join(rows), flush=True)
     dist.destroy_process_group()
 
 

@@ -190,7 +190,9 @@ def test_the_weight_sync_holds_one_tensor_at_a_time_beyond_the_models():
                           f"--master_port={free_port()}", str(script)], capture_output=True, text=True,
                          env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    for line in (x for x in out.stdout.splitlines() if x.startswith("sync ")):
+    lines = [x for x in out.stdout.splitlines() if x.startswith("sync ")]
+    assert len(lines) == 2, out.stdout[-3000:]
+    for line in lines:
         _, rank, model_mb, tensor_mb, extra_mb, equal = line.split()
         assert equal == "True"  # the copy holds the policy's weights
         assert float(extra_mb) < 3 * float(tensor_mb) < 0.25 * float(model_mb), line

@@ -223,8 +223,8 @@ def export_hf(model, tokenizer, out_dir, dtype, rank):
     if rank == 0:
         tmp, final = os.path.join(out_dir, ".tmp_hf"), os.path.join(out_dir, "hf")
         shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp, state_dict={k: v.to(getattr(torch, dtype)) for k, v in state.items()})
-        tokenizer.save(tmp)
+        model.save_pretrained(tmp, state_dict={k: v.to(getattr(torch, dtype)) for k, v in state.items()},
+                              tokenizer=tokenizer)
         shutil.rmtree(final, ignore_errors=True)
         os.rename(tmp, final)
     barrier()

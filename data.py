@@ -382,7 +382,7 @@ class MixtureLoader:
 class PrepareConfig:
     inputs: list = field(default_factory=list)  # files, folders, globs or hf:org/name datasets
     out_dir: str = ""
-    tokenizer: str = ""                # a tokenizer folder, a model folder or a hub id
+    tokenizer: str = ""                # a tokenizer folder, a model folder, a hub id, or "llama3" (offline)
     fmt: str = "text"                  # a FORMATS name, or a template like "{question} {answer}"
     bos: bool = True
     docs_per_shard: int = 50_000

@@ -62,6 +62,7 @@ class Config:
     model: str = ""                    # a run folder (its hf/), an HF folder or a hub id; "": the newest under out/
     device: str = ""                   # "": cuda when there is one, else cpu
     dtype: str = ""                    # "": bfloat16 on cuda, float32 on cpu
+    tokenizer: str = ""                # "": the model folder's; else "llama3" (Meta's, offline), a folder or hub id
     # what to evaluate
     benchmarks: str = ",".join(BENCHMARKS)
     mode: str = "fewshot"              # fewshot (base models) or zeroshot (RL models, with template)
@@ -325,7 +326,7 @@ def fit_context(max_new_tokens, longest_prompt, max_seq_len, say=True):
 # command line
 
 
-def find_model(path):
+def find_model(path, own_tokenizer=True):
     """(model folder or hub id, default out_dir) for --model: a run folder means its hf/; "" the newest hf/
     under out/."""
     if not path:
@@ -336,26 +337,27 @@ def find_model(path):
                              "--model=OctoThinker/OctoThinker-1B-Hybrid-Base")
         path = os.path.dirname(os.path.dirname(found[-1]))
     if os.path.isdir(os.path.join(path, "hf")):
-        return check_model_folder(os.path.join(path, "hf")), os.path.join(path, "eval")
+        return check_model_folder(os.path.join(path, "hf"), own_tokenizer), os.path.join(path, "eval")
     if os.path.isdir(path):
         if os.path.isdir(os.path.join(path, "ckpt")) and not os.path.exists(os.path.join(path, "config.json")):
             raise FileNotFoundError(f"--model={path}: a run folder without its hf/ export, which train.py and rl.py "
                                     "write when the run finishes; wait for it, or pass a finished run")
-        return check_model_folder(path), os.path.join(path, "eval")
+        return check_model_folder(path, own_tokenizer), os.path.join(path, "eval")
     if not is_hub_id(path):
         raise FileNotFoundError(f"--model={path}: no such folder, and not a hub id like 'meta-llama/Llama-3.2-1B'")
     return path, os.path.join("out", "eval", path.replace("/", "--"))
 
 
-def check_model_folder(folder):
-    """folder, if it holds what loading needs: a name for each missing thing otherwise."""
+def check_model_folder(folder, own_tokenizer=True):
+    """folder, if it holds what loading needs (its tokenizer too, unless one is named apart): a name for each
+    missing thing otherwise."""
     missing = []
     if not os.path.isfile(os.path.join(folder, "config.json")):
         missing.append("config.json")
     if not glob.glob(os.path.join(folder, "*.safetensors")):
         missing.append("weights (*.safetensors)")
-    if not any(os.path.isfile(os.path.join(folder, f)) for f in ("tokenizer.model", "original/tokenizer.model",
-                                                                 "tokenizer.json")):
+    if own_tokenizer and not any(os.path.isfile(os.path.join(folder, f)) for f in
+                                 ("tokenizer.model", "original/tokenizer.model", "tokenizer.json")):
         missing.append("tokenizer (tokenizer.model [+ special_tokens.json] or tokenizer.json)")
     if missing:
         raise FileNotFoundError(f"--model={folder}: no {', no '.join(missing)} there. A model folder is a run's hf/ "
@@ -376,7 +378,7 @@ def main(cfg):
     if cfg.n_samples > 1 and cfg.temperature == 0:
         raise ValueError(f"--n_samples={cfg.n_samples} with greedy decoding gives identical samples; "
                          "set --temperature too (e.g. 0.6)")
-    folder, default_out = find_model(cfg.model)
+    folder, default_out = find_model(cfg.model, own_tokenizer=not cfg.tokenizer)
     out_dir = cfg.out_dir or default_out
     rank, world_size, device = setup_distributed(cfg.dist_timeout_min)  # under torchrun: the prompts split
     device = cfg.device or str(device)
@@ -388,7 +390,7 @@ def main(cfg):
         write_atomic(os.path.join(out_dir, "config.json"), config_json(cfg) + "\n")
 
     model = Llama.from_pretrained(folder, dtype=dtype, device=device).eval()
-    tokenizer = Tokenizer.from_pretrained(folder)
+    tokenizer = Tokenizer.from_pretrained(cfg.tokenizer or folder)
     generate = model_generate(model, tokenizer, cfg.max_new_tokens, cfg.batch_size,
                               stop_strings(cfg.mode, cfg.template), cfg.temperature, cfg.top_p, cfg.seed, cfg.compile,
                               rank, world_size, cfg.kv_budget or None)

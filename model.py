@@ -278,10 +278,12 @@ class Llama(nn.Module):
                 param.copy_(t)
         return model
 
-    def save_pretrained(self, out_dir, state_dict=None):
-        """Write config.json and model.safetensors that transformers and vLLM load as they are. A sharded
-        (FSDP) model passes its gathered full state_dict. Each file is written atomically: a crash never
-        leaves a torn one."""
+    def save_pretrained(self, out_dir, state_dict=None, tokenizer=None):
+        """Write config.json and model.safetensors that transformers and vLLM load as they are; with a tokenizer
+        (tokenizer.py's), a whole Hugging Face model folder: its files for AutoTokenizer (and ours, which
+        Tokenizer.from_pretrained reads first), generation_config.json, and every EOS id (end_of_text and eot) in
+        both configs, so a server knows where a response ends. A sharded (FSDP) model passes its gathered full
+        state_dict. Each file is written atomically: a crash never leaves a torn one."""
         from safetensors.torch import save_file
         os.makedirs(out_dir, exist_ok=True)
         params = state_dict if state_dict is not None else dict(self.named_parameters())
@@ -290,7 +292,17 @@ class Llama(nn.Module):
         write_atomic(os.path.join(out_dir, "model.safetensors"),
                      lambda f: save_file(tensors, f.name, metadata={"format": "pt"}))
         dtype = tensors[hf_name("embed_tokens.weight")].dtype
-        write_atomic(os.path.join(out_dir, "config.json"), json.dumps(config_to_hf(self.config, dtype), indent=2))
+        eos = [self.config.eos_id]
+        if tokenizer is not None:
+            if (tokenizer.bos_id, tokenizer.eos_id) != (self.config.bos_id, self.config.eos_id):
+                raise ValueError(f"the tokenizer's BOS/EOS ({tokenizer.bos_id}, {tokenizer.eos_id}) are not the "
+                                 f"model's ({self.config.bos_id}, {self.config.eos_id}): export with the run's tokenizer")
+            eos = [tokenizer.eos_id, tokenizer.eot_id]
+            tokenizer.save(out_dir)
+            tokenizer.save_hf(out_dir, self.config.max_seq_len)
+            write_atomic(os.path.join(out_dir, "generation_config.json"), json.dumps(
+                {"bos_token_id": self.config.bos_id, "eos_token_id": eos}, indent=2))
+        write_atomic(os.path.join(out_dir, "config.json"), json.dumps(config_to_hf(self.config, dtype, eos), indent=2))
 
 
 def hf_name(name):
@@ -337,7 +349,9 @@ def config_from_hf(d, where="config.json"):
     )
 
 
-def config_to_hf(cfg, dtype=torch.bfloat16):
+def config_to_hf(cfg, dtype=torch.bfloat16, eos_ids=None):
+    """config.json's fields, every one transformers and vLLM read for Llama; eos_ids: all the ids that end a
+    response (one id is written as itself, as Llama-3.2's base models have it)."""
     rope_scaling = None
     if cfg.rope_factor != 1.0:
         rope_scaling = {"rope_type": "llama3", "factor": cfg.rope_factor, "low_freq_factor": cfg.rope_low_freq_factor,
@@ -350,8 +364,11 @@ def config_to_hf(cfg, dtype=torch.bfloat16):
         "vocab_size": cfg.vocab_size, "rms_norm_eps": cfg.norm_eps, "rope_theta": cfg.rope_theta,
         "rope_scaling": rope_scaling, "max_position_embeddings": cfg.max_seq_len,
         "tie_word_embeddings": cfg.tie_embeddings, "hidden_act": "silu", "attention_bias": False,
-        "mlp_bias": False, "bos_token_id": cfg.bos_id, "eos_token_id": cfg.eos_id,
-        "torch_dtype": str(dtype).removeprefix("torch."), "initializer_range": 0.02, "use_cache": True,
+        "mlp_bias": False, "bos_token_id": cfg.bos_id,
+        "eos_token_id": eos_ids[0] if eos_ids and len(eos_ids) == 1 else (eos_ids or cfg.eos_id),
+        # transformers 4 and vLLM read torch_dtype, transformers 5 dtype
+        "torch_dtype": str(dtype).removeprefix("torch."), "dtype": str(dtype).removeprefix("torch."),
+        "initializer_range": 0.02, "use_cache": True,
     }
 
 # -----------------------------------------------------------------------------

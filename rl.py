@@ -44,7 +44,7 @@ class Config:
     # the policy
     init_from: str = ""                # an HF folder (a mid-training run's hf/) or a hub id
     init_commands: list = field(default_factory=list)  # run in order when init_from does not exist yet
-    tokenizer: str = ""                # "" = init_from's
+    tokenizer: str = ""                # "" = init_from's; else a folder, hub id or "llama3"
     # prompts: jsonl of {"question": ..., "answer": ...} (a path, or hf:org/name/file.jsonl)
     prompts: str = ""
     template: str = "boxed"            # one of eval.TEMPLATES

@@ -1,9 +1,11 @@
 """
 Llama-3's tokenizer on tiktoken: byte-level BPE with Llama-3's split pattern and special tokens. It loads
-Llama-3's own ranks (original/tokenizer.model, or a tokenizer.json) from a model folder or the hub, or a small
-BPE trained here for the CPU miniature (`python data.py train_tokenizer`), and saves as tiktoken's ranks file.
+Llama-3's own ranks (original/tokenizer.model, or a tokenizer.json) from a model folder or the hub, or offline
+from Meta's llama-models package (`"llama3"`), or a small BPE trained here for the CPU miniature
+(`python data.py train_tokenizer`). It saves as tiktoken's ranks file, and, for an export, also as the files
+transformers' AutoTokenizer, vLLM and lm-eval read (save_hf).
 
-    tok = Tokenizer.from_pretrained("meta-llama/Llama-3.2-1B")   # or a folder written by Tokenizer.save
+    tok = Tokenizer.from_pretrained("llama3")                   # or "meta-llama/Llama-3.2-1B", or a folder
     ids = [tok.bos_id] + tok.encode("1 + 1 = 2")                # special-token strings in text stay text
     assert tok.decode(ids[1:]) == "1 + 1 = 2"
 
@@ -14,7 +16,9 @@ import base64
 import collections
 import hashlib
 import heapq
+import importlib.util
 import json
+import tempfile
 from pathlib import Path
 
 import regex
@@ -65,6 +69,42 @@ class Tokenizer:
         write_atomic(folder / "tokenizer.model", self.ranks_file())
         write_atomic(folder / "special_tokens.json", json.dumps(self.special_tokens, indent=0))
 
+    def save_hf(self, folder, model_max_length):
+        """tokenizer.json, tokenizer_config.json and special_tokens_map.json, as a Llama-3 base model's folder has
+        them: transformers' tiktoken converter on our ranks (byte-level BPE, Llama-3's split pattern, every special
+        token at its id), BOS added in front as Llama-3's post-processor does, EOS end_of_text, no chat template."""
+        from tokenizers import processors
+        from transformers.convert_slow_tokenizer import TikTokenConverter
+        specials = [name for name, _ in sorted(self.special_tokens.items(), key=lambda kv: kv[1])]
+        with tempfile.NamedTemporaryFile(suffix=".tiktoken") as f:
+            f.write(self.ranks_file())
+            f.flush()
+            hf = TikTokenConverter(vocab_file=f.name, pattern=LLAMA3_PATTERN, extra_special_tokens=specials).converted()
+        wrong = [name for name, i in self.special_tokens.items() if hf.token_to_id(name) != i]
+        if wrong or hf.get_vocab_size() != self.n_vocab:  # the converter numbers specials after the ranks, in order
+            raise ValueError(f"{self.name}: special tokens {wrong[:3]} are not right after the ranks, in id order; "
+                             "tokenizer.json could not keep their ids")
+        bos = "<|begin_of_text|>"
+        hf.post_processor = processors.Sequence([
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos}:1 $B:1",
+                                          special_tokens=[(bos, self.bos_id)])])
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(folder / "tokenizer.json", hf.to_str(pretty=True))
+        token = lambda name: {"content": name, "lstrip": False, "normalized": False, "rstrip": False,  # noqa: E731
+                              "single_word": False, "special": True}
+        write_atomic(folder / "tokenizer_config.json", json.dumps({
+            "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": bos, "eos_token": "<|end_of_text|>",
+            "model_max_length": model_max_length, "model_input_names": ["input_ids", "attention_mask"],
+            # decode(encode(s)) == s: no clean-up of spaces before punctuation
+            "clean_up_tokenization_spaces": False,
+            "added_tokens_decoder": {str(i): token(name) for name, i in sorted(self.special_tokens.items(),
+                                                                               key=lambda kv: kv[1])}}, indent=2))
+        write_atomic(folder / "special_tokens_map.json", json.dumps({
+            "bos_token": {k: v for k, v in token(bos).items() if k != "special"},
+            "eos_token": {k: v for k, v in token("<|end_of_text|>").items() if k != "special"}}, indent=2))
+
     @classmethod
     def load(cls, folder):
         folder = Path(folder)
@@ -74,7 +114,9 @@ class Tokenizer:
     @classmethod
     def from_pretrained(cls, path_or_repo_id):
         """Llama-3's tokenizer from a model folder or hub repo id (original/tokenizer.model, else
-        tokenizer.json), or a folder written by save()."""
+        tokenizer.json), a folder written by save(), or "llama3": Meta's own, offline (llama3())."""
+        if str(path_or_repo_id) == "llama3":
+            return cls.llama3()
         hint = (f"A trained tokenizer is made by `python data.py train_tokenizer --inputs=... --out={path_or_repo_id}` "
                 "(README: the recipe on a CPU, by hand); a model folder holds its own")
         folder = Path(local_or_hub(str(path_or_repo_id), "tokenizer", hint,
@@ -92,6 +134,21 @@ class Tokenizer:
                                     "tokenizer.json; is this a Llama-3 model folder?")
         specials = special_names(folder) or {s: len(ranks) + i for i, s in enumerate(LLAMA3_SPECIALS)}
         return cls(ranks, specials, name=str(path_or_repo_id))
+
+    @classmethod
+    def llama3(cls):
+        """Llama-3's tokenizer without Hub access: the 128,000 ranks Meta's llama-models package ships
+        (llama_models/llama3/tokenizer.model), with Llama-3.1/3.2's 256 special tokens as the Hub's Llama-3.2
+        tokenizer.json names them (the same ids as Meta's class; it names 128005 and 128011 <|step_id|> and
+        <|image|> and numbers its reserved slots from there)."""
+        spec = importlib.util.find_spec("llama_models")  # found, not imported: the package imports much else
+        path = Path(spec.origin).parent / "llama3" / "tokenizer.model" if spec and spec.origin else None
+        if path is None or not path.exists():
+            raise FileNotFoundError("tokenizer=llama3 reads Llama-3's ranks from Meta's llama-models package, which "
+                                    "is not installed: `pip install llama-models` (no Hub access needed), or name "
+                                    "a model folder or hub id such as meta-llama/Llama-3.2-1B")
+        ranks = read_ranks(path)
+        return cls(ranks, {s: len(ranks) + i for i, s in enumerate(LLAMA3_SPECIALS)}, name="llama3")
 
     @classmethod
     def train(cls, texts, vocab_size):

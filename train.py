@@ -37,7 +37,7 @@ class Config:
     init_from: str = ""                # a run folder (its newest checkpoint), one checkpoint (run/ckpt/step_N),
                                        # an HF folder or a hub id
     init_optimizer: bool = False       # from a run folder: continue with its optimizer state too
-    tokenizer: str = ""                # a tokenizer folder or hub id; "" = init_from's
+    tokenizer: str = ""                # a tokenizer folder, hub id or "llama3" (Meta's, offline); "" = init_from's
     # data
     mixture: dict = field(default_factory=dict)  # {name: (prepared folder, weight)}
     val_mixture: dict = field(default_factory=dict)  # held-out sources, the same layout: val_loss every eval_every

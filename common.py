@@ -54,23 +54,55 @@ def write_atomic(path, data):
 
 
 def is_hub_id(name):
-    """Whether a name that is not a local path reads as a hub repo id, org/name: out/stable is local once out/
-    exists."""
+    """Whether a name that is not a local path reads as a hub repo id, org/name (or org/name@revision: a branch,
+    tag or commit): out/stable is local once out/ exists."""
     name = str(name)
     return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not os.path.exists(name) \
         and not os.path.isdir(name.split("/")[0])
 
 
 def hub_download(repo_id, what, hint, **kwargs):
-    """huggingface_hub's snapshot_download (cached) of repo_id; a failure (no such repo, offline, gated) says which
-    setting named it, what the hub answered, and `hint`: how to make or get the thing instead."""
+    """huggingface_hub's snapshot_download (cached) of repo_id, "org/name" or "org/name@revision". Under torchrun
+    local rank 0 of each node downloads while the node's other ranks wait, then read its cache. A failure (no such
+    repo or revision, offline, gated) says which setting named it, what the hub answered, and `hint`: how to make
+    or get the thing instead."""
     from huggingface_hub import snapshot_download
-    try:
-        return snapshot_download(str(repo_id), **kwargs)
-    except Exception as e:  # the hub's errors are many classes; each says what went wrong in its first line
-        answer = (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(".")
-        raise FileNotFoundError(f"{what}={repo_id}: no such local path, and the hub answered: {answer}. {hint} "
-                                "(a gated repo needs `huggingface-cli login`)") from None
+    repo_id, _, revision = str(repo_id).partition("@")
+    first = not dist.is_initialized() or int(os.environ.get("LOCAL_RANK", 0)) == 0
+    folder = error = None
+    if first:
+        try:
+            folder = snapshot_download(repo_id, revision=revision or None, **kwargs)
+        except Exception as e:  # kept until the node's other ranks have stopped waiting
+            error = e
+    if dist.is_initialized():
+        dist.barrier()
+    if not first:
+        try:
+            folder = snapshot_download(repo_id, revision=revision or None, local_files_only=True, **kwargs)
+        except Exception as e:
+            error = e
+    if error is not None:
+        raise FileNotFoundError(f"{what}={repo_id}{'@' + revision if revision else ''}: no such local path, and the "
+                                f"hub answered: {hub_answer(error)}. {hint}") from None
+    return folder
+
+
+def hub_answer(error):
+    """The hub's answer in a line: a gated or private repo (401/403) says how to get access; other errors (the hub's
+    are many classes) say what went wrong in their first line (their first two for the hub's "404 Client Error."). snapshot_download wraps the answer it got in an
+    error about the cache, so the first error in the chain with an HTTP status is the one that says."""
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+    e = error
+    while e is not None and not isinstance(e, HfHubHTTPError):
+        e = e.__cause__ or e.__context__
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    if isinstance(e, GatedRepoError) or status in (401, 403):
+        return (f"{status} (a gated or private repo, or one that does not exist): accept its license on the Hub, "
+                "then log in with `huggingface-cli login` (or `hf auth login`, or set HF_TOKEN)")
+    lines = [line.strip() for line in str(error if e is None else e).splitlines() if line.strip()]
+    return " ".join(lines[:2] if lines and lines[0].endswith("Client Error.") else lines[:1]).rstrip(".") \
+        or type(error).__name__  # "404 Client Error." alone does not say that it was the revision
 
 
 def local_or_hub(name, what, hint, **kwargs):

@@ -62,9 +62,11 @@ def resolve_inputs(inputs):
         item = str(item)
         if item.startswith("hf:"):
             parts = item[3:].split("/")
-            item = hub_download("/".join(parts[:2]), "inputs", "A hub dataset is written hf:org/name[/glob]",
-                                repo_type="dataset",
-                                allow_patterns=["/".join(parts[2:])] if parts[2:] else [f"*{e}" for e in EXTENSIONS])
+            pattern = "/".join(parts[2:])
+            item = hub_download("/".join(parts[:2]), "inputs", "A hub dataset is written hf:org/name[@revision][/glob]",
+                                repo_type="dataset", allow_patterns=[pattern] if pattern else [f"*{e}" for e in EXTENSIONS])
+            if pattern:  # the snapshot may hold other files fetched before: only those the glob names
+                item = os.path.join(item, pattern)
         if os.path.isdir(item):
             found = sorted(str(p) for p in Path(item).rglob("*") if p.name.endswith(EXTENSIONS))
         elif glob.has_magic(item) or os.path.isfile(item):

@@ -73,13 +73,14 @@ class Tokenizer:
         """tokenizer.json, tokenizer_config.json and special_tokens_map.json, as a Llama-3 base model's folder has
         them: transformers' tiktoken converter on our ranks (byte-level BPE, Llama-3's split pattern, every special
         token at its id), BOS added in front as Llama-3's post-processor does, EOS end_of_text, no chat template."""
-        from tokenizers import processors
+        from tokenizers import AddedToken, processors
         from transformers.convert_slow_tokenizer import TikTokenConverter
-        specials = [name for name, _ in sorted(self.special_tokens.items(), key=lambda kv: kv[1])]
         with tempfile.NamedTemporaryFile(suffix=".tiktoken") as f:
             f.write(self.ranks_file())
             f.flush()
-            hf = TikTokenConverter(vocab_file=f.name, pattern=LLAMA3_PATTERN, extra_special_tokens=specials).converted()
+            hf = TikTokenConverter(vocab_file=f.name, pattern=LLAMA3_PATTERN).converted()
+        hf.add_special_tokens([AddedToken(name, normalized=False, special=True)  # numbered on from the ranks
+                               for name, _ in sorted(self.special_tokens.items(), key=lambda kv: kv[1])])
         wrong = [name for name, i in self.special_tokens.items() if hf.token_to_id(name) != i]
         if wrong or hf.get_vocab_size() != self.n_vocab:  # the converter numbers specials after the ranks, in order
             raise ValueError(f"{self.name}: special tokens {wrong[:3]} are not right after the ranks, in id order; "

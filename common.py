@@ -17,6 +17,8 @@ import json
 import os
 import random
 import shutil
+import sys
+import uuid
 import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -161,12 +163,21 @@ def barrier():
         dist.barrier()
 
 
+def mixed_precision(device):
+    """FSDP2's policy: on GPUs parameters gathered in bf16 and gradients reduced in fp32. A block's inputs are not
+    cast (cast_forward_inputs=False): its activations arrive in bf16 anyway, and RoPE's cos/sin tables must stay
+    fp32: in bf16 they keep 8 bits, an error of up to 2^-9 in every rotation, on every query and key."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+    if device.type != "cuda":
+        return MixedPrecisionPolicy()
+    return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, cast_forward_inputs=False)
+
+
 def parallelize(model, cfg, world_size, device):
     """Activation checkpointing, then torch.compile, then FSDP2, per block; then the root. On GPUs the
     parameters are sharded in fp32 and gathered in bf16, gradients reduced in fp32."""
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if device.type == "cuda" \
-        else MixedPrecisionPolicy()
+    from torch.distributed.fsdp import fully_shard
+    mp = mixed_precision(device)
     for block in model.layers:
         if cfg.activation_checkpointing:
             # wrap forward, not the module, so parameter names (and so checkpoints and exports) don't change
@@ -281,6 +292,39 @@ def open_log(out_dir, name, resume_step):
     return open(path, "a")
 
 # -----------------------------------------------------------------------------
+# tracking: metrics.jsonl is the source of truth; wandb mirrors it when a config names a project
+
+
+def open_wandb(cfg, out_dir, job_type, resume=False):
+    """A wandb run mirroring this one when cfg.wandb_project is set (call it on rank 0 only), else None. wandb is
+    imported only then. The resolved config goes with it; its id is kept in out_dir/wandb_id, so a resumed run
+    goes on in the same wandb run. WANDB_MODE=offline works without network (`wandb sync` uploads later)."""
+    if not getattr(cfg, "wandb_project", ""):
+        return None
+    check_wandb(cfg)
+    import wandb
+    path = os.path.join(out_dir, "wandb_id")
+    run_id = open(path).read().strip() if resume and os.path.exists(path) else uuid.uuid4().hex[:12]
+    write_atomic(path, run_id)
+    return wandb.init(project=cfg.wandb_project, name=os.path.basename(os.path.normpath(out_dir)), id=run_id,
+                      resume="allow", job_type=job_type, dir=out_dir, config=json.loads(config_json(cfg)))
+
+
+def check_wandb(cfg):
+    """A run that asks for wandb fails at its start when wandb is missing, not after its first steps."""
+    import importlib.util
+    if getattr(cfg, "wandb_project", "") and importlib.util.find_spec("wandb") is None:
+        raise ImportError(f"wandb_project={cfg.wandb_project!r} needs wandb: `pip install wandb`, or leave "
+                          "wandb_project empty (metrics.jsonl is written either way)")
+
+
+def wandb_table(rows):
+    """A list of dicts (the same keys) as a wandb.Table."""
+    import wandb
+    columns = list(rows[0])
+    return wandb.Table(columns=columns, data=[[row[c] for c in columns] for row in rows])
+
+# -----------------------------------------------------------------------------
 # a run
 
 
@@ -296,17 +340,35 @@ class Run:
     done: bool = False                 # finished earlier (its last checkpoint and hf/ are there): nothing to do
     logs: dict = field(default_factory=dict)
     bar: tqdm = None
+    wandb: object = None               # a wandb run mirroring the logs (cfg.wandb_project), on rank 0
+    tables: dict = field(default_factory=dict)  # rows of the non-metrics logs not yet sent to wandb
 
     def open_logs(self, step, names=("metrics",)):
-        """Open out_dir/<name>.jsonl for each name: cut back to the resumed checkpoint's step, or emptied."""
+        """Open out_dir/<name>.jsonl for each name: cut back to the resumed checkpoint's step, or emptied; and the
+        wandb run, when asked."""
         if self.rank == 0:
             self.logs = {name: open_log(self.cfg.out_dir, name, step if self.resume else None) for name in names}
+            script = os.path.basename(sys.modules[type(self.cfg).__module__].__file__).removesuffix(".py")
+            self.wandb = open_wandb(self.cfg, self.cfg.out_dir, script, resume=bool(self.resume))
 
     def log(self, row, name="metrics"):
-        """One row ({"step": ..., ...}) of a jsonl log, flushed at once so a kill loses nothing logged."""
+        """One row ({"step": ..., ...}) of a jsonl log, flushed at once so a kill loses nothing logged. wandb gets
+        each metrics row at its step, and the other logs' rows (rl.py's samples) as one table per step."""
         if self.rank == 0:
             self.logs[name].write(json.dumps(row) + "\n")
             self.logs[name].flush()
+            if self.wandb is not None:
+                if name == "metrics":
+                    self.send_tables()
+                    self.wandb.log({k: v for k, v in row.items() if k != "step"}, step=row["step"])
+                else:
+                    self.tables.setdefault(name, []).append(row)
+
+    def send_tables(self):
+        """The table rows gathered since the last metrics row, at their step (wandb's steps only go forward)."""
+        for name, rows in self.tables.items():
+            self.wandb.log({name: wandb_table(rows)}, step=rows[0]["step"])
+        self.tables = {}
 
     def progress(self, step):
         """The run's progress bar over steps (rank 0's; closed by finish)."""
@@ -336,6 +398,9 @@ class Run:
         export_hf(model, tokenizer, self.cfg.out_dir, self.cfg.export_dtype, self.rank)
         for f in self.logs.values():
             f.close()
+        if self.wandb is not None:
+            self.send_tables()
+            self.wandb.finish()
         if self.rank == 0:
             print(f"done: {self.cfg.out_dir}/hf")
 
@@ -377,6 +442,7 @@ def start_run(cfg, check=None):
     seed_everything(cfg.seed)
     if check:
         check(cfg, world_size)
+    check_wandb(cfg)
     os.makedirs(cfg.out_dir, exist_ok=True)
     if rank == 0:
         print(config_json(cfg))

@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from common import is_hub_id, launch, setup_distributed, write_atomic
+from common import check_wandb, is_hub_id, launch, open_wandb, setup_distributed, wandb_table, write_atomic
 from configurator import config_json
 from grader import extract_answer, grade_many
 
@@ -82,6 +82,7 @@ class Config:
     compile: bool = False              # torch.compile the decode step: pays off on long runs, on a GPU above all
     seed: int = 0
     dist_timeout_min: float = 120      # under torchrun: how long a rank waits for the others (the slowest share)
+    wandb_project: str = ""            # also log the config and results to wandb; results.json either way
     # output
     out_dir: str = ""                  # "": <run>/eval, or out/eval/<hub id>
 
@@ -378,6 +379,7 @@ def main(cfg):
     if cfg.n_samples > 1 and cfg.temperature == 0:
         raise ValueError(f"--n_samples={cfg.n_samples} with greedy decoding gives identical samples; "
                          "set --temperature too (e.g. 0.6)")
+    check_wandb(cfg)
     folder, default_out = find_model(cfg.model, own_tokenizer=not cfg.tokenizer)
     out_dir = cfg.out_dir or default_out
     rank, world_size, device = setup_distributed(cfg.dist_timeout_min)  # under torchrun: the prompts split
@@ -416,6 +418,14 @@ def main(cfg):
         {"model": folder, "device": device, "dtype": str(dtype)[6:], "config": json.loads(config_json(cfg)),
          "results": results}, indent=1))
     print(f"\nwrote {out_dir}/results.json and <benchmark>_samples.jsonl")
+    tracked = open_wandb(cfg, out_dir, "eval")
+    if tracked is not None:
+        tracked.summary.update({f"{name}/{key}": value for name, r in results.items() for key, value in r.items()
+                                if isinstance(value, (int, float))})
+        tracked.log({"results": wandb_table([{"benchmark": name, **{k: v for k, v in r.items()
+                                                                     if isinstance(v, (int, float, str))}}
+                                             for name, r in results.items()])})
+        tracked.finish()
     return results
 
 

@@ -113,11 +113,12 @@ def k3(logp, logq, mask):
 
 
 @torch.no_grad()
-def all_logprobs(model, x, y, micro_batch, device, temperature=1.0):
+def all_logprobs(model, x, y, micro_batch, device, temperature=1.0, fp32_logits=True):
     """Per-token log-probs (float32, (B, T)) of every row's targets at temperature, a micro-batch at a time,
     without gradients."""
     return torch.cat([model.logprobs(x[i:i + micro_batch].to(device), y[i:i + micro_batch].to(device),
-                                     temperature=temperature)[0] for i in range(0, len(x), micro_batch)]).float()
+                                     temperature=temperature, fp32_logits=fp32_logits)[0]
+                      for i in range(0, len(x), micro_batch)]).float()
 
 
 def pad(rows, value):
@@ -160,8 +161,10 @@ def update(model, reference, optimizer, batch, cfg, device, world_size, max_new_
     on_policy = P == M  # one optimizer step per rollout: the old log-probs are the current ones, no extra pass
     amp = autocast(device, world_size)
     with amp:
-        old = None if on_policy else all_logprobs(model, x, y, cfg.micro_batch, device, cfg.temperature)
-        ref = all_logprobs(reference, x, y, cfg.micro_batch, device, cfg.temperature) if reference else None
+        old = None if on_policy else all_logprobs(model, x, y, cfg.micro_batch, device, cfg.temperature,
+                                                  cfg.fp32_logprobs)
+        ref = all_logprobs(reference, x, y, cfg.micro_batch, device, cfg.temperature, cfg.fp32_logprobs) \
+            if reference else None
     # this rank's sums over the tokens that ran a pass (the statistics' token means times their tokens)
     keys = ("loss", "clip_frac", "clip_frac_low", "clip_frac_high", "dual_clip_frac", "kl", "entropy", "kl_old_new",
             "logprob_gap", "grad_norm", "tokens_run", "tokens_first")
@@ -188,7 +191,8 @@ def update(model, reference, optimizer, batch, cfg, device, world_size, max_new_
             if world_size > 1:
                 model.set_requires_gradient_sync(cfg.reduce_every_micro_batch or m == passes - 1)
             with amp:  # at the sampling temperature: the distribution the rollout drew from
-                logprobs, entropy = model.logprobs(xb, yb, entropy=True, temperature=cfg.temperature)
+                logprobs, entropy = model.logprobs(xb, yb, entropy=True, temperature=cfg.temperature,
+                                                   fp32_logits=cfg.fp32_logprobs)
             before = logprobs.detach().float() if on_policy else old[s, :width].to(device)
             loss, stats = policy_loss(
                 logprobs.float(), before, advantages[s].to(device), mb, clip_low=cfg.clip_low,

@@ -94,13 +94,31 @@ def attention_mask(doc_ids, causal=True):
 # offsets with dims[None, :]. The last block runs past T: loads there read 0 and stores are masked off.
 # Batch offsets are taken in int64 (b.to(tl.int64)): B*T*H*D can pass 2**31.
 
+MAX_GRID = 65535  # CUDA's limit on a launch grid's axes 1 and 2 (axis 0 takes 2**31 - 1)
+
+
+def _grid(blocks, rows):
+    """A launch grid for `blocks` blocks of positions x `rows` (batch x heads): rows folded over axes 1 and 2,
+    each at most MAX_GRID, so any batch launches. Axis 1 has GRID_Y = ceil(rows / Z) programs for the smallest
+    Z that fits; the < Z programs past the last row redo it (see _row)."""
+    z = triton.cdiv(rows, MAX_GRID)
+    return (blocks, triton.cdiv(rows, z), z)
+
+
 @triton.jit
-def _attn_fwd(Q, K, V, O, LSE, DocStart, DocEnd, T, H, G, qk_scale,
+def _row(ROWS, GRID_Y):
+    # the program's row of (batch x heads) in a _grid launch: a program past the last row computes the last one
+    # again and writes the same values (no branch, no masks: the few duplicates are benign)
+    return tl.minimum(tl.program_id(1) + tl.program_id(2) * GRID_Y, ROWS - 1)
+
+
+@triton.jit
+def _attn_fwd(Q, K, V, O, LSE, DocStart, DocEnd, T, H, G, qk_scale, ROWS, GRID_Y,
               D: tl.constexpr, CAUSAL: tl.constexpr, DOCS: tl.constexpr, PRECISION: tl.constexpr,
               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     # One program per (query block, batch x head): queries start_m .. start_m + BLOCK_M - 1 of head h.
     start_m = tl.program_id(0) * BLOCK_M  # the block's first query position
-    bh = tl.program_id(1)  # b * H + h
+    bh = _row(ROWS, GRID_Y)  # b * H + h
     b = bh // H
     h = bh % H
     HKV = H // G
@@ -156,11 +174,11 @@ def _attn_fwd(Q, K, V, O, LSE, DocStart, DocEnd, T, H, G, qk_scale,
 
 
 @triton.jit
-def _attn_bwd_delta(O, DO, Delta, T, H, D: tl.constexpr, BLOCK_M: tl.constexpr):
+def _attn_bwd_delta(O, DO, Delta, T, H, ROWS, GRID_Y, D: tl.constexpr, BLOCK_M: tl.constexpr):
     # delta_i = sum_d dO_id * O_id = sum_j P_ij dP_ij, the softmax backward's row term
     # Grid and offsets as the forward's: a block of BLOCK_M queries of one (batch, head), bh = b*H + h.
     start_m = tl.program_id(0) * BLOCK_M
-    bh = tl.program_id(1)
+    bh = _row(ROWS, GRID_Y)
     b = bh // H
     h = bh % H
     rows = start_m + tl.arange(0, BLOCK_M)
@@ -171,13 +189,13 @@ def _attn_bwd_delta(O, DO, Delta, T, H, D: tl.constexpr, BLOCK_M: tl.constexpr):
 
 
 @triton.jit
-def _attn_bwd_dkdv(Q, K, V, DO, LSE, Delta, DK, DV, DocStart, DocEnd, T, H, G, qk_scale, sm_scale,
+def _attn_bwd_dkdv(Q, K, V, DO, LSE, Delta, DK, DV, DocStart, DocEnd, T, H, G, qk_scale, sm_scale, ROWS, GRID_Y,
                    D: tl.constexpr, CAUSAL: tl.constexpr, DOCS: tl.constexpr,
                    PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     # One program per (KV block, KV head): dK and dV stay in registers while it walks every query
     # head of the group and every query block that can see these keys.
     start_n = tl.program_id(0) * BLOCK_N  # the block's first key position
-    bkv = tl.program_id(1)  # b * HKV + kvh: the grid's axis 1 has B * HKV programs here, not B * H
+    bkv = _row(ROWS, GRID_Y)  # b * HKV + kvh: the grid's rows are B * HKV here, not B * H
     HKV = H // G
     b = bkv // HKV
     kvh = bkv % HKV
@@ -232,13 +250,13 @@ def _attn_bwd_dkdv(Q, K, V, DO, LSE, Delta, DK, DV, DocStart, DocEnd, T, H, G, q
 
 
 @triton.jit
-def _attn_bwd_dq(Q, K, V, DO, LSE, Delta, DQ, DocStart, DocEnd, T, H, G, qk_scale, sm_scale,
+def _attn_bwd_dq(Q, K, V, DO, LSE, Delta, DQ, DocStart, DocEnd, T, H, G, qk_scale, sm_scale, ROWS, GRID_Y,
                  D: tl.constexpr, CAUSAL: tl.constexpr, DOCS: tl.constexpr,
                  PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     # Grid, offsets and the key range [lo, hi) exactly as in _attn_fwd: one program per (query block,
     # b * H + h); q, do and dq share q_off; lse and delta are read at bh*T + rows.
     start_m = tl.program_id(0) * BLOCK_M
-    bh = tl.program_id(1)
+    bh = _row(ROWS, GRID_Y)
     b = bh // H
     h = bh % H
     HKV = H // G
@@ -311,10 +329,10 @@ def _flash_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, doc_start: Opt
     o = torch.empty_like(q)
     lse = torch.empty(B, H, T, device=q.device, dtype=torch.float32)
     docs = doc_start is not None
-    grid = (triton.cdiv(T, fwd["BLOCK_M"]), B * H)  # (query blocks, batch x query heads): bh = b * H + h
+    grid = _grid(triton.cdiv(T, fwd["BLOCK_M"]), B * H)  # (query blocks, batch x query heads): bh = b * H + h
     _launch(_attn_fwd)[grid](  # without documents lse stands in for DocStart, DocEnd: never read (DOCS=False)
         q, k, v, o, lse, doc_start if docs else lse, doc_end if docs else lse,
-        T, H, H // k.shape[2], scale * LOG2E,
+        T, H, H // k.shape[2], scale * LOG2E, B * H, grid[1],
         D=D, CAUSAL=causal, DOCS=docs, PRECISION=_precision(q.dtype), **fwd)
     return o, lse
 
@@ -332,13 +350,16 @@ def _flash_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     docs = doc_start is not None
     doc_start, doc_end = (doc_start, doc_end) if docs else (lse, lse)
     common = dict(D=D, CAUSAL=causal, DOCS=docs, PRECISION=_precision(q.dtype))
-    _launch(_attn_bwd_delta)[(triton.cdiv(T, 64), B * H)](o, do, delta, T, H, D=D, BLOCK_M=64)
+    grid = _grid(triton.cdiv(T, 64), B * H)
+    _launch(_attn_bwd_delta)[grid](o, do, delta, T, H, B * H, grid[1], D=D, BLOCK_M=64)
     # dK, dV: (key blocks, batch x KV heads), b * HKV + kvh; dQ: (query blocks, batch x query heads)
-    _launch(_attn_bwd_dkdv)[(triton.cdiv(T, kv_cfg["BLOCK_N"]), B * HKV)](
-        q, k, v, do, lse, delta, dk, dv, doc_start, doc_end, T, H, H // HKV, scale * LOG2E, scale,
+    grid = _grid(triton.cdiv(T, kv_cfg["BLOCK_N"]), B * HKV)
+    _launch(_attn_bwd_dkdv)[grid](
+        q, k, v, do, lse, delta, dk, dv, doc_start, doc_end, T, H, H // HKV, scale * LOG2E, scale, B * HKV, grid[1],
         **common, **kv_cfg)
-    _launch(_attn_bwd_dq)[(triton.cdiv(T, q_cfg["BLOCK_M"]), B * H)](
-        q, k, v, do, lse, delta, dq, doc_start, doc_end, T, H, H // HKV, scale * LOG2E, scale,
+    grid = _grid(triton.cdiv(T, q_cfg["BLOCK_M"]), B * H)
+    _launch(_attn_bwd_dq)[grid](
+        q, k, v, do, lse, delta, dq, doc_start, doc_end, T, H, H // HKV, scale * LOG2E, scale, B * H, grid[1],
         **common, **q_cfg)
     return dq, dk, dv
 

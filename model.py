@@ -208,12 +208,13 @@ class Llama(nn.Module):
             return self.lm_head(h)
         return chunked_cross_entropy(h, self.lm_head.weight, targets)
 
-    def logprobs(self, tokens, targets, entropy=False, temperature=1.0):
+    def logprobs(self, tokens, targets, entropy=False, temperature=1.0, fp32_logits=True):
         """Per-token log p(target) (B, T) under the logits divided by temperature, 0 where the target is -100,
-        and each position's entropy if asked: what RL needs. (Under FSDP2, register it with
-        register_fsdp_forward_method.)"""
+        and each position's entropy if asked: what RL needs (fp32_logits: the lm_head product in fp32, see
+        token_logprobs). (Under FSDP2, register it with register_fsdp_forward_method.)"""
         h = self.hidden(tokens, torch.arange(tokens.shape[1], device=tokens.device)[None])
-        return token_logprobs(h, self.lm_head.weight, targets, entropy, temperature=temperature)
+        return token_logprobs(h, self.lm_head.weight, targets, entropy, temperature=temperature,
+                              fp32_logits=fp32_logits)
 
     def hidden(self, tokens, positions, doc_ids=None, cache=None):
         """The final normed hidden states (B, T, dim) of tokens at positions (B or 1, T)."""
@@ -381,24 +382,75 @@ def chunked_cross_entropy(h, weight, targets):
     return -logprobs.sum() / (targets != -100).sum().clamp(min=1)
 
 
-def token_logprobs(h, weight, targets, entropy=False, chunk_elems=2**26, temperature=1.0):
+def token_logprobs(h, weight, targets, entropy=False, chunk_elems=2**26, temperature=1.0, fp32_logits=True):
     """log p(target) of each token under logits h @ weight.T (0 where the target is -100) and, if asked,
-    the entropy of each token's distribution. A chunk of tokens at a time, recomputed in backward, so fp32
-    logits never exist for the whole batch (with a 128k vocabulary, 8 x 4096 tokens' are 17 GB)."""
+    the entropy of each token's distribution. A chunk of tokens at a time, forward and backward (the logits
+    recomputed there), so fp32 logits never exist for the whole batch (with a 128k vocabulary, 8 x 4096 tokens'
+    are 17 GB). fp32_logits: the product itself in fp32 (else in the weight's dtype, as a plain forward pass
+    gives it: bf16 logits carry 8 bits, noise in a loss and in RL's ratios)."""
     shape, h, targets = targets.shape, h.flatten(0, -2), targets.flatten()
     chunk = max(1, chunk_elems // weight.shape[0])
-    outs = [checkpoint(chunk_logprobs, hc, weight, tc, entropy, temperature, use_reentrant=False)
-            if torch.is_grad_enabled() else chunk_logprobs(hc, weight, tc, entropy, temperature)
-            for hc, tc in zip(h.split(chunk), targets.split(chunk))]
-    logprobs = torch.cat([lp for lp, _ in outs]).view(shape)
-    return logprobs, torch.cat([e for _, e in outs]).view(shape) if entropy else None
+    logprobs, ent = ChunkedLogprobs.apply(h, weight, targets, chunk, temperature, entropy, fp32_logits)
+    return logprobs.view(shape), ent.view(shape) if entropy else None
 
 
-def chunk_logprobs(h, weight, targets, entropy, temperature=1.0):
-    logits = F.linear(h, weight)  # in the model's dtype, as the forward pass gives them; the rest in >= fp32
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    if temperature != 1.0:  # the distribution a sampler at this temperature draws from
-        logits = logits / temperature
+def logits_of(h, weight, fp32_logits):
+    """h @ weight.T, in at least fp32. With fp32_logits and bf16 operands: on CUDA the bf16 product accumulated
+    and returned in fp32 (torch.mm's out_dtype, where this torch has it: no slower than a bf16 result); else
+    the operands in fp32."""
+    if fp32_logits and h.dtype in (torch.bfloat16, torch.float16):
+        if h.is_cuda:
+            try:
+                return torch.mm(h, weight.t(), out_dtype=torch.float32)
+            except (TypeError, RuntimeError, NotImplementedError):
+                pass
+        return F.linear(h.float(), weight.float())
+    logits = F.linear(h, weight)
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
+class ChunkedLogprobs(torch.autograd.Function):
+    """token_logprobs' chunks, with a backward of its own: each chunk's logits are recomputed, and the weight's
+    gradient is summed over the chunks in fp32 (autograd would sum 30-70 per-chunk gradients in the weight's
+    dtype, bf16 under FSDP2: a rounding at every addition), then rounded once to the weight's dtype."""
+
+    @staticmethod
+    def forward(ctx, h, weight, targets, chunk, temperature, entropy, fp32_logits):
+        ctx.save_for_backward(h, weight, targets)
+        ctx.chunk, ctx.temperature, ctx.fp32_logits = chunk, temperature, fp32_logits
+        outs = [chunk_logprobs(logits_of(hc, weight, fp32_logits) / temperature, tc, entropy)
+                for hc, tc in zip(h.split(chunk), targets.split(chunk))]
+        logprobs = torch.cat([lp for lp, _ in outs])
+        ents = torch.cat([e for _, e in outs]) if entropy else logprobs.new_zeros(())
+        return logprobs, ents
+
+    @staticmethod
+    def backward(ctx, grad_logprobs, grad_entropy):
+        h, weight, targets = ctx.saved_tensors
+        grad_h = torch.empty_like(h)
+        grad_weight = torch.zeros(weight.shape, dtype=torch.promote_types(weight.dtype, torch.float32),
+                                  device=weight.device)
+        entropy = grad_entropy is not None and grad_entropy.dim() > 0
+        for start in range(0, h.shape[0], ctx.chunk):
+            part = slice(start, start + ctx.chunk)
+            hc, tc = h[part], targets[part]
+            g = grad_logprobs[part].to(grad_weight.dtype) * (tc != -100)
+            logp = (logits_of(hc, weight, ctx.fp32_logits) / ctx.temperature).log_softmax(dim=-1)
+            p = logp.exp()
+            # z = logits / temperature; d log p(t) / dz = onehot(t) - p; d entropy / dz = -p (log p + entropy)
+            dz = -p * g[:, None]
+            dz[torch.arange(len(tc), device=tc.device), tc.clamp(min=0)] += g
+            if entropy:
+                ent = -(p * logp).sum(dim=-1, keepdim=True)
+                dz -= grad_entropy[part].to(dz.dtype)[:, None] * p * (logp + ent)
+            dz = (dz / ctx.temperature).to(weight.dtype)
+            grad_h[part] = dz @ weight
+            grad_weight += logits_of(dz.t(), hc.t(), True)  # dz.T @ h, summed in fp32 over the chunks
+        return grad_h, grad_weight.to(weight.dtype), None, None, None, None, None
+
+
+def chunk_logprobs(logits, targets, entropy):
+    """Per-token log p(target) (0 where the target is -100) and, if asked, entropy, from a chunk's fp32 logits."""
     logprobs = -F.cross_entropy(logits, targets, ignore_index=-100, reduction="none")
     if not entropy:
         return logprobs, None

@@ -83,6 +83,8 @@ class Config:
     overlong_mask: bool = False        # DAPO: truncated responses (no stop before the limit) out of the loss
     kl_coef: float = 0.0               # KL to the initial model (k3 estimator)
     entropy_coef: float = 0.0
+    fp32_logprobs: bool = True         # the learner's lm_head product in fp32 (bf16 logits add noise to the ratios;
+                                       # on a GPU no slower where torch.mm has out_dtype); False: in bf16
     skip_zero_advantage: bool = True   # with kl_coef = entropy_coef = 0, rows whose advantage is 0 run no pass
                                        # (their loss and gradient are exactly 0; the token-mean still counts them)
     reduce_every_micro_batch: bool = True  # reduce-scatter gradients after each micro-batch (sharded: fits 8B);
@@ -109,6 +111,7 @@ class Config:
     log_samples: int = 4               # full samples per step written to samples.jsonl
     dist_timeout_min: float = 120      # how long a rank waits for the others in one collective before failing
     seed: int = 0
+    wandb_project: str = ""            # also log to wandb (config, metrics, samples); metrics.jsonl either way
 
 # -----------------------------------------------------------------------------
 # prompts and rollouts

@@ -69,6 +69,7 @@ class Config:
     val_batches: int = 1               # global batches of val_mixture in each validation
     dist_timeout_min: float = 120      # how long a rank waits for the others in one collective before failing
     seed: int = 0
+    wandb_project: str = ""            # also log to wandb (config, metrics); metrics.jsonl either way
 
 
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "A100": 312e12, "B200": 2250e12}  # dense bf16

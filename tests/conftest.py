@@ -24,3 +24,41 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wandb_logged(out_dir):
+    """What an offline wandb run under out_dir/wandb logged: {"config": {...}, "history": [{...} per step],
+    "summary": {...}}, read back from its run-<id>.wandb file (records in the LevelDB log format wandb writes:
+    32 KiB blocks of chunks, each a 7-byte header of checksum, length and type, then a piece of a protobuf
+    Record)."""
+    import json
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+    files = sorted(Path(out_dir).glob("wandb/offline-run-*/run-*.wandb"))
+    assert files, f"no offline wandb run under {out_dir}/wandb"
+    logged = {"config": {}, "history": [], "summary": {}}
+    for path in files:
+        data, pos, records, piece = path.read_bytes(), 7, [], b""
+        while pos + 7 <= len(data):
+            left = 32768 - pos % 32768
+            _, length, kind = struct.unpack("<IHB", data[pos:pos + 7]) if left >= 7 else (0, 0, 0)
+            if length == 0 and kind == 0:  # a block's padding
+                pos += left
+                continue
+            piece, pos = piece + data[pos + 7:pos + 7 + length], pos + 7 + length
+            if kind in (1, 4):  # a whole record, or a record's last chunk
+                records.append(piece)
+                piece = b""
+        for raw in records:
+            record = pb.Record()
+            record.ParseFromString(raw)
+            kind = record.WhichOneof("record_type")
+            if kind == "run":
+                logged["config"] |= {i.key: json.loads(i.value_json) for i in record.run.config.update}
+            elif kind == "history":
+                logged["history"].append({i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                                          for i in record.history.item})
+            elif kind == "summary":
+                logged["summary"] |= {i.key: json.loads(i.value_json) for i in record.summary.update if i.key}
+    return logged

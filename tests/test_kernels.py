@@ -97,6 +97,27 @@ def test_attention_fp32(case):
     assert max(errors.values()) < 1e-4, errors
 
 
+def test_the_launch_grid_folds_any_batch_within_cudas_limits():
+    """Rows (batch x heads) over axes 1 and 2, each <= 65,535: every row gets a program, past the last row only
+    a few (< Z) redo it, and 65,535 rows or fewer launch as before (Z = 1)."""
+    for rows in [1, 7, 65_535, 65_536, 131_071, 200_003, 70_000 * 64, 65_535**2]:
+        blocks, y, z = kernels._grid(9, rows)
+        assert blocks == 9 and y <= kernels.MAX_GRID and z <= kernels.MAX_GRID and 0 <= y * z - rows < z
+        if rows <= 200_003:
+            assert {min(a + b * y, rows - 1) for a in range(y) for b in range(z)} == set(range(rows))
+    assert kernels._grid(4, 65_535) == (4, 65_535, 1)
+
+
+@needs_kernels
+def test_attention_with_the_rows_folded(monkeypatch):
+    """The kernels with rows folded over two axes (the limit lowered to 3, so 8 rows and 4 KV rows fold) equal
+    float64 attention, forward and backward."""
+    monkeypatch.setattr(kernels, "MAX_GRID", 3)
+    assert kernels._grid(1, 8) == (1, 3, 3)
+    errors = attention_errors(2, 70, 4, 2, 64, True, "random")
+    assert max(errors.values()) < 1e-4, errors
+
+
 @needs_kernels
 def test_attention_custom_scale():
     errors = attention_errors(1, 40, 2, 1, 64, True, None, scale=0.3)

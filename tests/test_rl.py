@@ -346,3 +346,36 @@ def test_rl_two_processes_equal_one(clone):
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (key, a, b)
     assert any(r["loss"] != 0 for r in one) and any(r["clip_frac"] > 0 for r in one)  # the checks check something
     assert any(r["redraws"] > 0 for r in one)
+
+
+def test_wandb_offline_gets_the_config_every_metrics_row_the_samples_and_eval_results(clone, tmp_path):
+    """WANDB_MODE=offline: rl.py's resolved config, every metrics row at its step and each step's samples as a
+    table; then eval.py's results; metrics.jsonl and results.json stay what they were."""
+    from conftest import wandb_logged
+    env = {**script_env(), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    out = subprocess.run([sys.executable, "rl.py", "configs/rl_tiny.py", *SMALL, "--max_steps=3", "--eval_every=3",
+                          "--log_samples=2", "--out_dir=out/tracked", "--wandb_project=octothinker-test"],
+                         cwd=clone, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    logged = wandb_logged(clone / "out/tracked")
+    assert logged["config"]["lr"] == 1e-4 and logged["config"]["samples_per_prompt"] == 4
+    metrics = [json.loads(line) for line in (clone / "out/tracked/metrics.jsonl").read_text().splitlines()]
+    history = [h for h in logged["history"] if "reward" in h or "eval/synth" in h]
+    assert [h["_step"] for h in history] == [r["step"] for r in metrics] == [0, 1, 2, 3]  # 0: eval_at_start
+    for h, r in zip(history, metrics):
+        assert all(h[k] == v for k, v in r.items() if k != "step"), (h, r)
+    assert "eval/synth" in history[0] and "eval/synth" in history[-1]
+    tables = [h for h in logged["history"] if h.get("samples/_type") == "table-file"]
+    assert [h["_step"] for h in tables] == [1, 2, 3] and all(h["samples/nrows"] == 2 for h in tables)
+    table = json.loads(next((clone / "out/tracked/wandb").glob("offline-run-*/files/" + tables[0]["samples/path"]))
+                       .read_text())
+    first = [json.loads(line) for line in (clone / "out/tracked/samples.jsonl").read_text().splitlines()][:2]
+    assert [dict(zip(table["columns"], row)) for row in table["data"]] == first
+    out = subprocess.run([sys.executable, "eval.py", "--model=out/tracked", "--benchmarks=synth",
+                          "--data_dir=out/world/benchmarks", "--mode=zeroshot", "--template=qa", "--limit=8",
+                          "--max_new_tokens=40", "--out_dir=out/tracked_eval", "--wandb_project=octothinker-test"],
+                         cwd=clone, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    results = json.loads((clone / "out/tracked_eval/results.json").read_text())["results"]["synth"]
+    summary = wandb_logged(clone / "out/tracked_eval")["summary"]
+    assert summary["synth/accuracy"] == results["accuracy"] and summary["synth/n"] == 8

@@ -80,6 +80,24 @@ def test_tiny_run_learns_and_exports(corpus, tmp_path):
     assert "nothing to do" in again.stdout and len(metrics(out)) == 80
 
 
+def test_wandb_is_asked_for_or_never_imported_and_a_resumed_run_goes_on_in_the_same_wandb_run(corpus, tmp_path):
+    from conftest import wandb_logged
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    out = tmp_path / "tracked"
+    run(corpus + SMALL + ["--max_steps=4", "--ckpt_every=2", "--wandb_project=octothinker-test"], out, env=env)
+    run(corpus + SMALL + ["--max_steps=6", "--ckpt_every=2", "--wandb_project=octothinker-test"], out, env=env)
+    logged = wandb_logged(out)
+    rows = metrics(out)
+    history = [h for h in logged["history"] if "loss" in h]
+    assert [h["_step"] for h in history] == [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert all(h["loss"] == r["loss"] and h["lr"] == r["lr"] for h, r in zip(history, rows))
+    assert logged["config"]["max_steps"] == 6 and logged["config"]["mixture"]
+    assert len({p.name.split("-")[-1] for p in (out / "wandb").glob("offline-run-*")}) == 1  # one id, two runs
+    # without wandb_project, wandb is not imported
+    check = "import sys, train; train.Config(); assert 'wandb' not in sys.modules"
+    subprocess.run([sys.executable, "-c", check], cwd=ROOT, check=True)
+
+
 def test_validation_loss_is_the_held_out_token_mean_and_changes_no_training_step(corpus, tmp_path):
     root = Path(corpus[0].split("=", 1)[1]).parent  # the corpus fixture's folder
     tokenizer = Tokenizer.from_pretrained(root / "tok")

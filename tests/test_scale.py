@@ -1,0 +1,70 @@
+"""What a cluster run takes that a CPU run does not, tested here where it can be: precision under FSDP2's bf16
+policy and in the chunked loss, the kernels' launch grid at any batch, the torch fallback's memory, compile with
+activation checkpointing and FSDP2 together, preemption, resume decisions, and the memory plan."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, free_port
+
+
+def torchrun(script, *args, timeout=300):
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          f"--master_port={free_port()}", str(Path(__file__).parent / script), *args],
+                         capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout
+
+
+def test_rope_tables_stay_fp32_under_the_bf16_policy():
+    """2 gloo ranks, blocks sharded with the GPU policy (bf16 parameters): attention gets bf16 activations and fp32
+    cos/sin (FSDP2's default casts every floating input of a block, the tables too)."""
+    line = next(x for x in torchrun("fsdp_precision.py").splitlines() if x.startswith("dtypes"))
+    assert line == "dtypes [('torch.bfloat16', 'torch.float32', 'torch.float32')]", line
+
+
+def test_the_chunked_loss_sums_the_lm_head_gradient_in_fp32():
+    """bf16 hidden states and weight over 50 chunks: the weight's gradient is within about one bf16 rounding of
+    the float64 full-logits gradient (measured 1.07x); summed per chunk in bf16, as autograd would, it is 5x."""
+    import torch.nn.functional as F
+
+    from model import token_logprobs
+    torch.manual_seed(0)
+    n, dim, vocab, chunks = 4096, 64, 512, 50
+    h, w = torch.randn(n, dim).bfloat16(), (0.3 * torch.randn(vocab, dim)).bfloat16()
+    targets = torch.randint(0, vocab, (n,))
+    ref = w.double().requires_grad_()
+    F.cross_entropy(h.double() @ ref.t(), targets).backward()
+    one_rounding = (ref.grad.bfloat16().double() - ref.grad).norm()
+    ours = w.clone().requires_grad_()
+    logprobs, _ = token_logprobs(h, ours, targets, chunk_elems=n // chunks * vocab)
+    (-logprobs.sum() / n).backward()
+    assert ours.grad.dtype == torch.bfloat16
+    assert (ours.grad.double() - ref.grad).norm() <= 1.25 * one_rounding
+    summed = torch.zeros(vocab, dim, dtype=torch.bfloat16)  # the old way: each chunk's gradient added in bf16
+    for hc, tc in zip(h.split(n // chunks), targets.split(n // chunks)):
+        part = w.clone().requires_grad_()
+        F.cross_entropy(F.linear(hc, part).float(), tc, reduction="sum").div(n).backward()
+        summed += part.grad
+    assert (summed.double() - ref.grad).norm() > 3 * one_rounding
+
+
+def test_rl_log_probs_with_an_fp32_lm_head_product_are_closer_to_exact():
+    """A bf16 model: the learner's log-probs with fp32_logits (rl.py's fp32_logprobs, the default) are nearer the
+    float64 values of the same bf16 weights than with the product in bf16."""
+    from model import Llama, ModelConfig
+    torch.manual_seed(0)
+    model = Llama(ModelConfig(dim=64, n_layers=1, n_heads=4, n_kv_heads=2, ffn_dim=128, vocab_size=2048,
+                              max_seq_len=64)).bfloat16()
+    tokens, targets = torch.randint(0, 2048, (4, 32)), torch.randint(0, 2048, (4, 32))
+    with torch.no_grad():
+        h = model.hidden(tokens, torch.arange(32)[None])
+        exact = torch.log_softmax(h.double() @ model.lm_head.weight.double().t(), -1)
+        exact = exact.gather(-1, targets[..., None])[..., 0]
+        err = {fp32: (model.logprobs(tokens, targets, fp32_logits=fp32)[0].double() - exact).abs().max()
+               for fp32 in (True, False)}
+    assert err[True] < 1e-5 < err[False], err

@@ -17,6 +17,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import sys
 import uuid
 import warnings
@@ -383,13 +384,34 @@ class Run:
             print(f"resuming from {self.resume} (step {meta['step']})")
         return meta
 
-    def checkpoint(self, step, model, optimizer, **extra):
-        """At every ckpt_every steps and the last: save model, optimizer and meta.json (the step, the model's and
-        the run's config, the world size, and `extra`, e.g. the data loader's state)."""
-        if step % self.cfg.ckpt_every == 0 or step == self.cfg.max_steps:
+    def checkpoint(self, step, model, optimizer, force=False, **extra):
+        """At every ckpt_every steps and the last (or when forced): save model, optimizer and meta.json (the step,
+        the model's and the run's config, the world size, and `extra`, e.g. the data loader's state)."""
+        if force or step % self.cfg.ckpt_every == 0 or step == self.cfg.max_steps:
             meta = {"step": step, **extra, "model_config": asdict(model.config), "config": asdict(self.cfg),
                     "world_size": self.world_size}
             save_checkpoint(self.cfg.out_dir, step, model, optimizer, meta, self.rank, self.cfg.keep_checkpoints)
+
+    def preempted(self, step, model, optimizer, **extra):
+        """After a step: whether SIGTERM or SIGUSR1 (SLURM's warning before the end of a job's time) reached any
+        rank since the run started; if so the step's checkpoint is written (if ckpt_every did not just write it)
+        and the run should return, exiting 0: re-running resumes from here. Every rank calls it each step (a
+        one-number all-reduce), so all agree on where to stop."""
+        if not all_max(PREEMPTED["signal"] or 0, self.device):
+            return False
+        if not (step % self.cfg.ckpt_every == 0 or step == self.cfg.max_steps):
+            self.checkpoint(step, model, optimizer, force=True, **extra)
+        if self.bar is not None:
+            self.bar.close()
+        for f in self.logs.values():
+            f.close()
+        if self.wandb is not None:
+            self.send_tables()
+            self.wandb.finish()
+        if self.rank == 0:
+            name = signal.Signals(PREEMPTED["signal"]).name if PREEMPTED["signal"] else "a signal on another rank"
+            print(f"{name}: stopped after step {step}, checkpoint written; re-run the same command to resume")
+        return True
 
     def finish(self, model, tokenizer):
         """Export out_dir/hf in cfg.export_dtype and close the progress bar and the logs."""
@@ -416,14 +438,37 @@ def clip_gradients(model, max_norm):
     return (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).item()
 
 
-def launch(main, defaults):
+def launch(main, defaults, preemptible=False):
     """A script's command line: main(the config of `defaults` with argv's config files and --key=value applied),
-    then the process group closed, whatever happened."""
+    (preemptible) SIGTERM and SIGUSR1 noted for Run.preempted, then the process group closed, whatever happened."""
+    if preemptible:  # train.py and rl.py check after each step (Run.preempted); others keep the default, to die
+        watch_preemption()
     try:
         main(configure(defaults))
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+PREEMPTED = {"signal": None}  # the preemption signal this process received, if any
+
+
+def watch_preemption():
+    """SIGTERM and SIGUSR1 no longer kill the run at once: they are noted, and the training loop stops after its
+    current step with a checkpoint (Run.preempted)."""
+    def note(signum, frame):
+        PREEMPTED["signal"] = signum
+    for sig in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, note)
+
+
+def broadcast_object(obj):
+    """Rank 0's obj on every rank (itself in one process)."""
+    if not dist.is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def seed_everything(seed):
@@ -447,7 +492,11 @@ def start_run(cfg, check=None):
     if rank == 0:
         print(config_json(cfg))
         write_atomic(os.path.join(cfg.out_dir, "config.json"), config_json(cfg) + "\n")
-    resume = latest_checkpoint(cfg.out_dir)
+    # where to resume is rank 0's decision: a node-local out_dir would have the ranks disagree
+    resume = broadcast_object(latest_checkpoint(cfg.out_dir) if rank == 0 else None)
+    if world_size > 1 and resume and not os.path.isdir(resume):
+        raise FileNotFoundError(f"rank {rank} does not see {resume}, rank 0's newest checkpoint: out_dir="
+                                f"{cfg.out_dir} must be on a filesystem every node shares")
     done = bool(resume) and resume.endswith(f"step_{cfg.max_steps:06d}") and \
         os.path.isdir(os.path.join(cfg.out_dir, "hf"))
     if done and rank == 0:

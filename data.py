@@ -163,7 +163,7 @@ def prepare(inputs, out_dir, tokenizer, fmt="text", bos=True, docs_per_shard=50_
     if not files or not fields:
         raise ValueError(f"inputs={inputs!r} gave no files, or fmt={fmt!r} names no {{field}}: "
                          f"fmt is one of {sorted(FORMATS)} or a template over the records' fields")
-    workers = workers or os.cpu_count()
+    workers = workers or len(os.sched_getaffinity(0))  # the CPUs this process may use, not the node's
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     index_path = out_dir / "index.json"
@@ -206,7 +206,9 @@ def prepare(inputs, out_dir, tokenizer, fmt="text", bos=True, docs_per_shard=50_
                 finish(*write_shard(out_dir, k, chunk, template, fields, bos, tokenizer))
             else:
                 pending.add(pool.submit(write_shard, out_dir, k, chunk, template, fields, bos, tokenizer))
-                if len(pending) >= 2 * workers:  # bound the records held in memory
+                # in memory at most workers + 2 chunks: one per worker, one queued, one being read (not 2 per
+                # worker: on a 128-core node that was 256 chunks of records)
+                if len(pending) > workers:
                     finished = wait(pending, return_when=FIRST_COMPLETED)[0]
                     pending.difference_update(finished)
                     for future in finished:

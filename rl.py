@@ -436,8 +436,10 @@ def main(cfg):
                                f"stopping. The last good checkpoint, {latest_checkpoint(cfg.out_dir)}, is untouched: "
                                "lower lr or check the rewards, then re-run to resume from it.")
         run.checkpoint(step, model, optimizer)
+        if run.preempted(step, model, optimizer):
+            return
     run.finish(model, tokenizer)
 
 
 if __name__ == "__main__":
-    launch(main, Config())
+    launch(main, Config(), preemptible=True)

@@ -271,8 +271,10 @@ def main(cfg):
                                    f"stopping. The last good checkpoint, {latest_checkpoint(cfg.out_dir)}, is "
                                    "untouched: lower lr or check the data, then re-run to resume from it.")
         run.checkpoint(step, model, optimizer, loader=loader.state_dict())
+        if run.preempted(step, model, optimizer, loader=loader.state_dict()):
+            return
     run.finish(model, tokenizer)
 
 
 if __name__ == "__main__":
-    launch(main, Config())
+    launch(main, Config(), preemptible=True)

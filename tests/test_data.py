@@ -400,3 +400,30 @@ def test_loader_refuses_a_source_from_another_tokenizer(sources, tok):
     with pytest.raises(ValueError, match=r"source 'a' .* re-run `python data.py prepare`"):
         MixtureLoader({"a": (sources["a"], 1.0)}, 64, 2, tokenizer=tok)
     MixtureLoader({"a": (sources["a"], 1.0)}, 64, 2, tokenizer=byte_tokenizer())  # the right one is fine
+
+
+WRITE_SHARD = data.write_shard
+
+
+def slow_write_shard(*args):
+    """data.write_shard, slowed down, in the pool's (forked) workers: chunks pile up unless prepare bounds them."""
+    time.sleep(0.3)
+    return WRITE_SHARD(*args)
+
+
+def test_prepare_holds_at_most_workers_plus_two_chunks(tmp_path, monkeypatch):
+    """Chunks read but not yet written (as shards) never exceed workers + 2, however slow the workers are."""
+    src = tmp_path / "docs.jsonl"
+    src.write_text("".join(json.dumps({"text": f"document {i} " * 5}) + "\n" for i in range(60)))
+    tok = Tokenizer.train(["document 1 2 3"] * 10, 300)
+    out, in_flight, read = tmp_path / "out", [], data.read_chunks
+
+    def counted(*args):
+        for k, chunk in enumerate(read(*args)):
+            in_flight.append(k + 1 - len(list(out.glob("shard_*.bin"))))
+            yield k, chunk
+
+    monkeypatch.setattr(data, "write_shard", slow_write_shard)
+    monkeypatch.setattr(data, "read_chunks", lambda *a: (c for _, c in counted(*a)))
+    prepare(str(src), out, tok, docs_per_shard=2, workers=3)
+    assert len(in_flight) == 30 and max(in_flight) <= 3 + 2, in_flight

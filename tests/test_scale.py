@@ -68,3 +68,16 @@ def test_rl_log_probs_with_an_fp32_lm_head_product_are_closer_to_exact():
         err = {fp32: (model.logprobs(tokens, targets, fp32_logits=fp32)[0].double() - exact).abs().max()
                for fp32 in (True, False)}
     assert err[True] < 1e-5 < err[False], err
+
+
+def test_where_to_resume_is_rank_0s_decision(tmp_path):
+    """Rank 1 finds no checkpoint where rank 0 finds step 4: both resume from rank 0's; a rank that cannot see that
+    checkpoint at all is a clear error about a shared filesystem."""
+    (tmp_path / "ckpt" / "step_000004").mkdir(parents=True)
+    line = next(x for x in torchrun("resume_decision.py", str(tmp_path)).splitlines() if x.startswith("resume"))
+    step = tmp_path / "ckpt" / "step_000004"
+    assert line == f"resume 0:{step} 1:{step}"
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          f"--master_port={free_port()}", str(Path(__file__).parent / "resume_decision.py"),
+                          str(tmp_path), "hidden"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode != 0 and "must be on a filesystem every node shares" in out.stdout, out.stdout[-2000:]

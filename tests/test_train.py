@@ -152,6 +152,30 @@ def test_kill_and_resume_gives_identical_losses(corpus, tmp_path):
     assert [(r["loss"], r["grad_norm"]) for r in resumed] == [(r["loss"], r["grad_norm"]) for r in straight]
 
 
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM])
+def test_a_preemption_signal_checkpoints_the_step_and_exits_0_then_resumes_exactly(corpus, tmp_path, sig):
+    """SLURM's warning (SIGUSR1) or SIGTERM mid-run: the current step finishes, its checkpoint is written (between
+    ckpt_every's), the run exits 0 without an export; re-running gives the uninterrupted run's losses."""
+    args = corpus + SMALL + ["--max_steps=40", "--ckpt_every=100"]
+    straight = tmp_path / "straight"
+    run(args, straight)
+    out = tmp_path / "preempted"
+    proc = subprocess.Popen([sys.executable, "train.py", "configs/tiny.py", *args, f"--out_dir={out}"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    deadline = time.time() + 120
+    while not ((out / "metrics.jsonl").exists() and len(metrics(out)) >= 5) and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    stopped = len(metrics(out))
+    assert 5 <= stopped < 40 and f"stopped after step {stopped}" in stdout
+    assert os.listdir(out / "ckpt") == [f"step_{stopped:06d}"] and not (out / "hf").exists()
+    again = run(args, out)
+    assert f"resuming from {out / 'ckpt' / f'step_{stopped:06d}'}" in again.stdout
+    assert [(r["loss"], r["grad_norm"]) for r in metrics(out)] == [(r["loss"], r["grad_norm"]) for r in metrics(straight)]
+
+
 def test_decay_branches_start_from_the_stable_checkpoint(corpus, tmp_path):
     stable = tmp_path / "stable"
     run(corpus + SMALL + ["--max_steps=20", "--warmup=0.2", "--decay=0"], stable)

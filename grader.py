@@ -34,7 +34,19 @@ from answers import MAX_ANSWER, candidates, close, extract_answer, normalize, qu
 
 REL_TOL = 1e-6            # numbers are equal within this relative tolerance
 TIMEOUT = 1.0             # seconds a pair may spend in sympy before it counts as "not equal"
-WORKERS = min(8, os.cpu_count() or 1)  # worker processes grade_many uses
+
+
+def default_workers(cap=8):
+    """Worker processes for grade_many: the CPUs this process may use (its affinity, not the node's count),
+    shared with the node's other ranks (torchrun's LOCAL_WORLD_SIZE) when it sees the whole node, at most cap:
+    8 ranks of a 16-CPU node get 2 each, not 8 each."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cpus >= (os.cpu_count() or 1):  # not pinned to this rank's share already
+        cpus //= max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    return max(1, min(cap, cpus))
+
+
+WORKERS = default_workers()  # worker processes grade_many uses
 STARTUP_TIMEOUT = 60.0    # seconds a new worker may take to start (it imports sympy, once)
 WORKER_MEMORY = 2 << 30   # address-space limit of a worker, in bytes
 

@@ -72,7 +72,9 @@ class Config:
     wandb_project: str = ""            # also log to wandb (config, metrics); metrics.jsonl either way
 
 
-PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "A100": 312e12, "B200": 2250e12}  # dense bf16
+# dense bf16 peak FLOP/s by device name, the more specific names first: "NVIDIA H100 80GB HBM3" is the SXM part
+PEAK_FLOPS = [("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12), ("H200", 989e12), ("H800", 989e12),
+              ("GH200", 989e12), ("A100", 312e12), ("A800", 312e12), ("B200", 2250e12), ("L40S", 362e12)]
 
 # -----------------------------------------------------------------------------
 # schedule
@@ -133,11 +135,29 @@ def load_tokenizer(cfg, init_ckpt):
     return Tokenizer.from_pretrained(source)
 
 
+def peak_flops(device_name):
+    """The device's dense bf16 peak (PEAK_FLOPS), or 0 for a device not listed: MFU is then not reported."""
+    return next((flops for name, flops in PEAK_FLOPS if name in device_name), 0.0)
+
+
+def attention_flops(doc_ids, mcfg):
+    """Training FLOPs of attention as computed with packed documents: each document of length n attends causally
+    within itself, n (n + 1) / 2 query-key pairs, each 4 head_dim multiply-adds forward (QK and PV) and twice that
+    backward: 12 x layers x heads x head_dim a pair. (The causal-T count instead prices every token at the whole
+    window: T (T + 1) / 2 pairs a row.)"""
+    starts = torch.ones_like(doc_ids, dtype=torch.bool)
+    starts[:, 1:] = doc_ids[:, 1:] != doc_ids[:, :-1]
+    lengths = torch.diff(torch.cat([starts.flatten().nonzero()[:, 0], torch.tensor([doc_ids.numel()])]))
+    pairs = (lengths * (lengths + 1) // 2).sum().item()
+    return 12 * mcfg.n_layers * mcfg.n_heads * mcfg.head_dim * pairs
+
+
 def flops_per_token(mcfg):
-    """Training FLOPs per token: 6 per matmul weight (forward and backward) plus causal attention."""
+    """Training FLOPs per token: 6 per matmul weight (forward and backward), and causal attention's per query-key
+    pair (a token at the causal-T count has (T + 1) / 2 pairs on average)."""
     matmul = mcfg.n_layers * (2 * mcfg.dim * (mcfg.n_heads + mcfg.n_kv_heads) * mcfg.head_dim
                               + 3 * mcfg.dim * mcfg.ffn_dim) + mcfg.dim * mcfg.vocab_size
-    return 6 * matmul, 6 * mcfg.n_layers * mcfg.n_heads * mcfg.head_dim  # the second, times seq_len
+    return 6 * matmul, 12 * mcfg.n_layers * mcfg.n_heads * mcfg.head_dim  # the second, times (T + 1) / 2
 
 # -----------------------------------------------------------------------------
 # the run
@@ -217,7 +237,7 @@ def main(cfg):
 
     amp = autocast(device, run.world_size)
     matmul_flops, attn_flops = flops_per_token(mcfg)
-    peak = next((v for k, v in PEAK_FLOPS.items() if device.type == "cuda" and k in torch.cuda.get_device_name()), 0)
+    peak = peak_flops(torch.cuda.get_device_name()) if device.type == "cuda" else 0.0
     bar = run.progress(step)
     bad = 0
     while step < cfg.max_steps:
@@ -227,6 +247,7 @@ def main(cfg):
             group["lr"] = lr
         x, y, doc_ids = next(loader)  # this rank's rows of the global batch
         n_global = all_sum((y != -100).sum().item(), device)
+        attn_global = all_sum(attention_flops(doc_ids, mcfg), device) if peak else 0.0
         loss_sum = torch.zeros((), device=device)
         for i in range(accum):
             rows = slice(i * cfg.micro_batch, (i + 1) * cfg.micro_batch)
@@ -252,9 +273,13 @@ def main(cfg):
         if device.type == "cuda":
             torch.cuda.synchronize()
         tok_per_s = cfg.batch_tokens / (time.perf_counter() - t0)
-        mfu = tok_per_s * (matmul_flops + attn_flops * cfg.seq_len) / (peak * run.world_size) if peak else 0.0
+        # MFU two ways: attention at the causal-T count (every token sees the whole window, the usual figure),
+        # and as computed, within each packed document (what the kernels do: lower with short documents)
+        flops = peak * run.world_size
+        mfu = tok_per_s * (matmul_flops + attn_flops * (cfg.seq_len + 1) / 2) / flops if peak else 0.0
+        mfu_docs = tok_per_s * (matmul_flops + attn_global / cfg.batch_tokens) / flops if peak else 0.0
         row = {"step": step, "loss": loss, "lr": lr, "tokens": step * cfg.batch_tokens, "grad_norm": grad_norm,
-               "tok_per_s": tok_per_s, "mfu": mfu} | ({} if finite else {"skipped": 1})
+               "tok_per_s": tok_per_s, "mfu": mfu, "mfu_docs": mfu_docs} | ({} if finite else {"skipped": 1})
         if val_loader and (step % cfg.eval_every == 0 or step == cfg.max_steps):
             row["val_loss"] = validation_loss(model, val_loader, val_start, cfg, run, amp)
         run.log(row)

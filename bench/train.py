@@ -81,7 +81,7 @@ def main():
         cfg.micro_batch = cfg.batch_tokens // cfg.seq_len
         name = f"CPU ({platform.machine()}, {torch.get_num_threads()} threads), fp32"
     matmul, attn = train.flops_per_token(mcfg)
-    peak = next((v for k, v in train.PEAK_FLOPS.items() if cuda and k in torch.cuda.get_device_name()), 0)
+    peak = train.peak_flops(torch.cuda.get_device_name()) if cuda else 0.0
     tokens = cfg.micro_batch * cfg.seq_len
     with torch.device("meta"):
         params = sum(p.numel() for p in Llama(mcfg).parameters())
@@ -96,7 +96,7 @@ def main():
         cfg.compile = compiled
         seconds, memory = measure(mcfg, cfg, device, use_kernels, args.steps)
         tok_s = tokens / seconds
-        mfu = f"{tok_s * (matmul + attn * cfg.seq_len) / peak:.1%}" if peak else "n/a"
+        mfu = f"{tok_s * (matmul + attn * (cfg.seq_len + 1) / 2) / peak:.1%}" if peak else "n/a"  # causal-T
         row = (f"| {'Triton kernels' if use_kernels else 'torch (SDPA)'} | {'on' if compiled else 'off'} | "
                f"{tok_s:,.0f} | {mfu} | {memory:.1f} |")
         lines.append(row)

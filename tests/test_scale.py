@@ -81,3 +81,34 @@ def test_where_to_resume_is_rank_0s_decision(tmp_path):
                           f"--master_port={free_port()}", str(Path(__file__).parent / "resume_decision.py"),
                           str(tmp_path), "hidden"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode != 0 and "must be on a filesystem every node shares" in out.stdout, out.stdout[-2000:]
+
+
+def test_grader_workers_come_from_the_cpus_this_rank_may_use(monkeypatch):
+    import grader
+    node = set(range(128))
+    monkeypatch.setattr(os, "cpu_count", lambda: 128)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: node)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert grader.default_workers() == 8                    # 128 CPUs / 8 ranks = 16 each, capped at 8
+    node = set(range(16))
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert grader.default_workers() == 2                    # 16 CPUs shared by 8 ranks
+    node = {3, 4, 5}                                        # pinned (SLURM's --cpus-per-task=3): already its share
+    assert grader.default_workers() == 3
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    node = set(range(16))
+    assert grader.default_workers() == 8                    # one process: its CPUs, at most 8
+
+
+def test_mfu_counts_attention_per_document_and_the_peak_by_device_name():
+    import train
+    from model import ModelConfig
+    cfg = ModelConfig(dim=64, n_layers=3, n_heads=4, n_kv_heads=2, ffn_dim=128, vocab_size=256)
+    per_pair = 12 * 3 * 4 * 16  # layers x heads x head_dim, 4 multiply-adds forward (x2 FLOPs), x3 with backward
+    doc_ids = torch.tensor([[0, 0, 0, 1, 1, 2, 2, 2, 2, 2], [5] * 10])  # documents of 3, 2, 5 and 10 tokens
+    assert train.attention_flops(doc_ids, cfg) == per_pair * (6 + 3 + 15 + 55)
+    matmul, attn = train.flops_per_token(cfg)
+    assert attn * (10 + 1) / 2 * 10 == per_pair * 55  # one whole-window row: the causal-T count
+    assert train.peak_flops("NVIDIA H100 80GB HBM3") == 989e12 and train.peak_flops("NVIDIA H100 PCIe") == 756e12
+    assert train.peak_flops("NVIDIA H100 NVL") == 835e12 and train.peak_flops("NVIDIA H200") == 989e12
+    assert train.peak_flops("NVIDIA A100-SXM4-80GB") == 312e12 and train.peak_flops("Tesla T4") == 0

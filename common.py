@@ -93,8 +93,9 @@ def hub_download(repo_id, what, hint, **kwargs):
 
 def hub_answer(error):
     """The hub's answer in a line: a gated or private repo (401/403) says how to get access; other errors (the hub's
-    are many classes) say what went wrong in their first line (their first two for the hub's "404 Client Error."). snapshot_download wraps the answer it got in an
-    error about the cache, so the first error in the chain with an HTTP status is the one that says."""
+    are many classes) say what went wrong in their first line (their first two after "404 Client Error.").
+    snapshot_download wraps the answer it got in an error about the cache, so the first error in the chain with
+    an HTTP status is the one that says."""
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
     e = error
     while e is not None and not isinstance(e, HfHubHTTPError):

@@ -64,7 +64,8 @@ def resolve_inputs(inputs):
             parts = item[3:].split("/")
             pattern = "/".join(parts[2:])
             item = hub_download("/".join(parts[:2]), "inputs", "A hub dataset is written hf:org/name[@revision][/glob]",
-                                repo_type="dataset", allow_patterns=[pattern] if pattern else [f"*{e}" for e in EXTENSIONS])
+                                repo_type="dataset",
+                                allow_patterns=[pattern] if pattern else [f"*{e}" for e in EXTENSIONS])
             if pattern:  # the snapshot may hold other files fetched before: only those the glob names
                 item = os.path.join(item, pattern)
         if os.path.isdir(item):

@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 import generation
 from common import local_or_hub, write_atomic
@@ -297,7 +296,8 @@ class Llama(nn.Module):
         if tokenizer is not None:
             if (tokenizer.bos_id, tokenizer.eos_id) != (self.config.bos_id, self.config.eos_id):
                 raise ValueError(f"the tokenizer's BOS/EOS ({tokenizer.bos_id}, {tokenizer.eos_id}) are not the "
-                                 f"model's ({self.config.bos_id}, {self.config.eos_id}): export with the run's tokenizer")
+                                 f"model's ({self.config.bos_id}, {self.config.eos_id}): export with the run's "
+                                 "tokenizer")
             eos = [tokenizer.eos_id, tokenizer.eot_id]
             tokenizer.save(out_dir)
             tokenizer.save_hf(out_dir, self.config.max_seq_len)

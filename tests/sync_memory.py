@@ -1,6 +1,7 @@
 """Run by tests/test_rl.py under torchrun (2 gloo ranks): rl.sync_weights from an FSDP2-sharded fp32 model into a
-full copy, printing (from rank 0, so the two ranks' lines never interleave) per rank the model's size, its largest tensor's, and the resident memory the sync added at
-its peak (Linux's VmHWM, reset just before), all in MB, and whether the copy then equals the model."""
+full copy, printing (from rank 0, so the two ranks' lines never interleave) per rank the model's size, its largest
+tensor's, and the resident memory the sync added at its peak (Linux's VmHWM, reset just before), all in MB, and
+whether the copy then equals the model."""
 import os
 import sys
 

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
+from torch.utils.checkpoint import checkpoint
 
 ENABLED = True  # False: the plain-torch path everywhere, CUDA included (tests compare the two)
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "yes", "on", "y")
@@ -379,12 +380,41 @@ def _flash_backward(ctx, do, _dlse):
 _flash_fwd.register_autograd(_flash_backward, setup_context=_flash_setup)
 
 
+FALLBACK_QUERIES = 1024  # the torch path with documents: queries a chunk at a time, so memory is O(chunk x T)
+
+
 def _attention_torch(q, k, v, causal, doc_ids, scale):
-    mask = None if doc_ids is None else attention_mask(doc_ids, causal)
-    out = F.scaled_dot_product_attention(
-        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask,
-        is_causal=causal and mask is None, scale=scale, enable_gqa=q.shape[2] != k.shape[2])
-    return out.transpose(1, 2).contiguous()
+    """SDPA. Without documents: is_causal, which every fused backend takes. With documents a mask is needed, and
+    with a mask (and GQA) SDPA may fall to its math backend, whose (B, H, T, T) scores are kept for backward:
+    16 GB at 8k for a 1B model's micro-batch of 2. So queries go FALLBACK_QUERIES at a time, each chunk
+    recomputed in backward: whatever the backend, at most one chunk's scores exist."""
+    qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    gqa = q.shape[2] != k.shape[2]
+    if doc_ids is None:
+        out = F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal, scale=scale, enable_gqa=gqa)
+        return out.transpose(1, 2).contiguous()
+    mask = attention_mask(doc_ids, causal)
+
+    def chunk(qc, mc, kt, vt):
+        return F.scaled_dot_product_attention(qc, kt, vt, attn_mask=mc, scale=scale, enable_gqa=gqa)
+
+    grad = torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v))
+    outs = [checkpoint(chunk, qt[:, :, i:i + FALLBACK_QUERIES],
+                       mask[:, :, i:i + FALLBACK_QUERIES], kt, vt, use_reentrant=False)
+            if grad else chunk(qt[:, :, i:i + FALLBACK_QUERIES], mask[:, :, i:i + FALLBACK_QUERIES], kt, vt)
+            for i in range(0, q.shape[1], FALLBACK_QUERIES)]
+    return torch.cat(outs, dim=2).transpose(1, 2).contiguous()
+
+
+def sdpa_backend(q, k, v, causal=True, doc_ids=None):
+    """The SDPA backend the torch path runs for these inputs (B, T, H, D): flash, efficient or math (benchmarks
+    say which baseline they measured)."""
+    from torch.nn.attention import SDPBackend
+    qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    mask = None if doc_ids is None else attention_mask(doc_ids, causal)[:, :, :FALLBACK_QUERIES]
+    choice = torch._fused_sdp_choice(qt[:, :, :FALLBACK_QUERIES] if mask is not None else qt, kt, vt, mask, 0.0,
+                                     causal and mask is None, scale=None, enable_gqa=q.shape[2] != k.shape[2])
+    return SDPBackend(choice).name.lower()
 
 
 def flash_attention(q, k, v, causal=True, doc_ids=None, scale=None):

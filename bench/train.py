@@ -97,7 +97,12 @@ def main():
         seconds, memory = measure(mcfg, cfg, device, use_kernels, args.steps)
         tok_s = tokens / seconds
         mfu = f"{tok_s * (matmul + attn * (cfg.seq_len + 1) / 2) / peak:.1%}" if peak else "n/a"  # causal-T
-        row = (f"| {'Triton kernels' if use_kernels else 'torch (SDPA)'} | {'on' if compiled else 'off'} | "
+        dtype = torch.bfloat16 if cuda else torch.float32
+        q = torch.zeros(cfg.micro_batch, cfg.seq_len, mcfg.n_heads, mcfg.head_dim, device=device, dtype=dtype)
+        kv = q[:, :, :mcfg.n_kv_heads]
+        docs = batch(cfg.micro_batch, cfg.seq_len, mcfg.vocab_size, 8, device)[2]
+        backend = kernels.sdpa_backend(q, kv, kv, True, docs)  # what the torch path ran: flash, efficient or math
+        row = (f"| {'Triton kernels' if use_kernels else f'torch (SDPA, {backend})'} | {'on' if compiled else 'off'} | "
                f"{tok_s:,.0f} | {mfu} | {memory:.1f} |")
         lines.append(row)
         print(row, flush=True)

@@ -112,3 +112,42 @@ def test_mfu_counts_attention_per_document_and_the_peak_by_device_name():
     assert train.peak_flops("NVIDIA H100 80GB HBM3") == 989e12 and train.peak_flops("NVIDIA H100 PCIe") == 756e12
     assert train.peak_flops("NVIDIA H100 NVL") == 835e12 and train.peak_flops("NVIDIA H200") == 989e12
     assert train.peak_flops("NVIDIA A100-SXM4-80GB") == 312e12 and train.peak_flops("Tesla T4") == 0
+
+
+def test_the_torch_fallback_with_documents_and_gqa_holds_one_query_chunk_of_scores(monkeypatch):
+    """kernels.ENABLED = False with packed documents and GQA, SDPA forced to its math backend (what CUDA picks for
+    a mask with GQA): equal to float64 attention, forward and backward, and no saved tensor as large as the
+    (B, H, T, T) scores: one chunk of queries at a time."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    import kernels
+    from test_kernels import random_documents, reference_attention
+    monkeypatch.setattr(kernels, "ENABLED", False)
+    monkeypatch.setattr(kernels, "FALLBACK_QUERIES", 32)
+    B, T, H, HKV, D = 2, 128, 4, 2, 16
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(B, T, h, D, generator=g, requires_grad=True) for h in (H, HKV, HKV))
+    doc_ids = random_documents(B, T, 4, g)
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Largest(TorchDispatchMode):  # the largest tensor any op makes, forward and backward
+        largest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else [out]:
+                if isinstance(t, torch.Tensor) and t.is_floating_point():
+                    Largest.largest = max(Largest.largest, t.numel())
+            return out
+
+    with sdpa_kernel(SDPBackend.MATH), Largest():  # backward too: its recomputation picks the same backend
+        out = kernels.flash_attention(q, k, v, doc_ids=doc_ids)
+        out.sum().backward()
+    assert Largest.largest == B * H * 32 * T  # one chunk's scores, never (B, H, T, T)
+    q64, k64, v64 = (x.detach().double().requires_grad_() for x in (q, k, v))
+    ref = reference_attention(q64, k64, v64, True, doc_ids, D ** -0.5)
+    ref.sum().backward()
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=0)
+    for x, r in ((q, q64), (k, k64), (v, v64)):
+        torch.testing.assert_close(x.grad.double(), r.grad, atol=1e-4, rtol=0)
+    assert kernels.sdpa_backend(q, k, v, True, None) in ("flash_attention", "efficient_attention", "math")

@@ -66,9 +66,10 @@ def is_hub_id(name):
 
 def hub_download(repo_id, what, hint, **kwargs):
     """huggingface_hub's snapshot_download (cached) of repo_id, "org/name" or "org/name@revision". Under torchrun
-    local rank 0 of each node downloads while the node's other ranks wait, then read its cache. A failure (no such
-    repo or revision, offline, gated) says which setting named it, what the hub answered, and `hint`: how to make
-    or get the thing instead."""
+    local rank 0 of each node downloads while the node's other ranks wait, then read its cache (every rank must
+    call it, as every rank loads the same things; the node's ranks share HF_HOME). A failure (no such repo or
+    revision, offline, gated) says which setting named it, what the hub answered, and `hint`: how to make or get
+    the thing instead; on the other ranks, that local rank 0 failed."""
     from huggingface_hub import snapshot_download
     repo_id, _, revision = str(repo_id).partition("@")
     first = not dist.is_initialized() or int(os.environ.get("LOCAL_RANK", 0)) == 0
@@ -78,9 +79,12 @@ def hub_download(repo_id, what, hint, **kwargs):
             folder = snapshot_download(repo_id, revision=revision or None, **kwargs)
         except Exception as e:  # kept until the node's other ranks have stopped waiting
             error = e
-    if dist.is_initialized():
-        dist.barrier()
-    if not first:
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    if dist.is_initialized() and all_max(error is not None, device):  # a barrier that also says who failed
+        if error is None:
+            raise FileNotFoundError(f"{what}={repo_id}: a node's local rank 0 could not download it (its error says "
+                                    "why)") from None
+    if not first and error is None:
         try:
             folder = snapshot_download(repo_id, revision=revision or None, local_files_only=True, **kwargs)
         except Exception as e:
@@ -297,19 +301,27 @@ def open_log(out_dir, name, resume_step):
 # tracking: metrics.jsonl is the source of truth; wandb mirrors it when a config names a project
 
 
-def open_wandb(cfg, out_dir, job_type, resume=False):
+def open_wandb(cfg, out_dir, job_type, name, resume_step=None):
     """A wandb run mirroring this one when cfg.wandb_project is set (call it on rank 0 only), else None. wandb is
-    imported only then. The resolved config goes with it; its id is kept in out_dir/wandb_id, so a resumed run
-    goes on in the same wandb run. WANDB_MODE=offline works without network (`wandb sync` uploads later)."""
+    imported only then. The resolved config goes with it. A resumed run (resume_step: its checkpoint's step) is
+    a new wandb run, "name@step", in the group kept in out_dir/wandb_id: wandb's steps only go forward, and a
+    crash may have logged steps past the checkpoint that the resumed run logs again. WANDB_MODE=offline works
+    without network (`wandb sync` uploads later)."""
     if not getattr(cfg, "wandb_project", ""):
         return None
     check_wandb(cfg)
     import wandb
     path = os.path.join(out_dir, "wandb_id")
-    run_id = open(path).read().strip() if resume and os.path.exists(path) else uuid.uuid4().hex[:12]
-    write_atomic(path, run_id)
-    return wandb.init(project=cfg.wandb_project, name=os.path.basename(os.path.normpath(out_dir)), id=run_id,
-                      resume="allow", job_type=job_type, dir=out_dir, config=json.loads(config_json(cfg)))
+    group = open(path).read().strip() if resume_step is not None and os.path.exists(path) else uuid.uuid4().hex[:12]
+    write_atomic(path, group)
+    return wandb.init(project=cfg.wandb_project, name=name if resume_step is None else f"{name}@{resume_step}",
+                      group=group, job_type=job_type, dir=out_dir, config=json.loads(config_json(cfg)))
+
+
+def script_name(cfg):
+    """"train" or "rl": the script whose Config cfg is (its job type in wandb)."""
+    module = sys.modules.get(type(cfg).__module__)
+    return os.path.basename(getattr(module, "__file__", "") or "run").removesuffix(".py")
 
 
 def check_wandb(cfg):
@@ -350,8 +362,9 @@ class Run:
         wandb run, when asked."""
         if self.rank == 0:
             self.logs = {name: open_log(self.cfg.out_dir, name, step if self.resume else None) for name in names}
-            script = os.path.basename(sys.modules[type(self.cfg).__module__].__file__).removesuffix(".py")
-            self.wandb = open_wandb(self.cfg, self.cfg.out_dir, script, resume=bool(self.resume))
+            self.wandb = open_wandb(self.cfg, self.cfg.out_dir, script_name(self.cfg),
+                                    os.path.basename(os.path.normpath(self.cfg.out_dir)),
+                                    step if self.resume else None)
 
     def log(self, row, name="metrics"):
         """One row ({"step": ..., ...}) of a jsonl log, flushed at once so a kill loses nothing logged. wandb gets

@@ -65,7 +65,7 @@ def resolve_inputs(inputs):
             pattern = "/".join(parts[2:])
             item = hub_download("/".join(parts[:2]), "inputs", "A hub dataset is written hf:org/name[@revision][/glob]",
                                 repo_type="dataset",
-                                allow_patterns=[pattern] if pattern else [f"*{e}" for e in EXTENSIONS])
+                                allow_patterns=[pattern, pattern + "/*"] if pattern else [f"*{e}" for e in EXTENSIONS])
             if pattern:  # the snapshot may hold other files fetched before: only those the glob names
                 item = os.path.join(item, pattern)
         if os.path.isdir(item):

@@ -418,7 +418,8 @@ def main(cfg):
         {"model": folder, "device": device, "dtype": str(dtype)[6:], "config": json.loads(config_json(cfg)),
          "results": results}, indent=1))
     print(f"\nwrote {out_dir}/results.json and <benchmark>_samples.jsonl")
-    tracked = open_wandb(cfg, out_dir, "eval")
+    model_name = os.path.normpath(folder).removesuffix(os.sep + "hf").split(os.sep)[-1]  # a run's, or the hub id's
+    tracked = open_wandb(cfg, out_dir, "eval", f"eval {model_name}")
     if tracked is not None:
         tracked.summary.update({f"{name}/{key}": value for name, r in results.items() for key, value in r.items()
                                 if isinstance(value, (int, float))})

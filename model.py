@@ -294,11 +294,11 @@ class Llama(nn.Module):
         dtype = tensors[hf_name("embed_tokens.weight")].dtype
         eos = [self.config.eos_id]
         if tokenizer is not None:
-            if (tokenizer.bos_id, tokenizer.eos_id) != (self.config.bos_id, self.config.eos_id):
-                raise ValueError(f"the tokenizer's BOS/EOS ({tokenizer.bos_id}, {tokenizer.eos_id}) are not the "
-                                 f"model's ({self.config.bos_id}, {self.config.eos_id}): export with the run's "
-                                 "tokenizer")
-            eos = [tokenizer.eos_id, tokenizer.eot_id]
+            if tokenizer.bos_id != self.config.bos_id:
+                raise ValueError(f"the tokenizer's BOS {tokenizer.bos_id} is not the model's {self.config.bos_id}: "
+                                 "export with the run's tokenizer")
+            # the model's own EOS (an instruct model's may be eot) and the tokenizer's two, each once
+            eos = list(dict.fromkeys([self.config.eos_id, tokenizer.eos_id, tokenizer.eot_id]))
             tokenizer.save(out_dir)
             tokenizer.save_hf(out_dir, self.config.max_seq_len)
             write_atomic(os.path.join(out_dir, "generation_config.json"), json.dumps(

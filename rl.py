@@ -393,6 +393,7 @@ def main(cfg):
     rank, world_size, device = run.rank, run.world_size, run.device
     init = ensure_init(cfg, rank)
     tokenizer = Tokenizer.from_pretrained(cfg.tokenizer or init)
+    tokenizer.check_hf()  # what the export at the end needs
     data = load_prompts(cfg.prompts, cfg.template)
     model, policy, reference, optimizer = load_models(cfg, init, device, world_size)
     step = run.restore(model, optimizer)["step"] if run.resume else 0

@@ -69,6 +69,15 @@ class Tokenizer:
         write_atomic(folder / "tokenizer.model", self.ranks_file())
         write_atomic(folder / "special_tokens.json", json.dumps(self.special_tokens, indent=0))
 
+    def check_hf(self):
+        """save_hf numbers the special tokens on from the ranks, in id order (as Llama-3's are): a tokenizer whose
+        specials are not is an error at a run's start (train.py, rl.py), not at its export."""
+        ids = sorted(self.special_tokens.values())
+        if ids != list(range(len(self.ranks), len(self.ranks) + len(ids))) or len(set(self.ranks.values())) != \
+                len(self.ranks) or max(self.ranks.values()) != len(self.ranks) - 1:
+            raise ValueError(f"{self.name}: its special tokens are not numbered on from its {len(self.ranks)} ranks "
+                             "without gaps, which an export's tokenizer.json needs")
+
     def save_hf(self, folder, model_max_length):
         """tokenizer.json, tokenizer_config.json and special_tokens_map.json, as a Llama-3 base model's folder has
         them: transformers' tiktoken converter on our ranks (byte-level BPE, Llama-3's split pattern, every special
@@ -81,10 +90,8 @@ class Tokenizer:
             hf = TikTokenConverter(vocab_file=f.name, pattern=LLAMA3_PATTERN).converted()
         hf.add_special_tokens([AddedToken(name, normalized=False, special=True)  # numbered on from the ranks
                                for name, _ in sorted(self.special_tokens.items(), key=lambda kv: kv[1])])
-        wrong = [name for name, i in self.special_tokens.items() if hf.token_to_id(name) != i]
-        if wrong or hf.get_vocab_size() != self.n_vocab:  # the converter numbers specials after the ranks, in order
-            raise ValueError(f"{self.name}: special tokens {wrong[:3]} are not right after the ranks, in id order; "
-                             "tokenizer.json could not keep their ids")
+        self.check_hf()
+        assert all(hf.token_to_id(name) == i for name, i in self.special_tokens.items())
         bos = "<|begin_of_text|>"
         hf.post_processor = processors.Sequence([
             processors.ByteLevel(trim_offsets=False),
@@ -116,7 +123,7 @@ class Tokenizer:
     def from_pretrained(cls, path_or_repo_id):
         """Llama-3's tokenizer from a model folder or hub repo id (original/tokenizer.model, else
         tokenizer.json), a folder written by save(), or "llama3": Meta's own, offline (llama3())."""
-        if str(path_or_repo_id) == "llama3":
+        if str(path_or_repo_id) == "llama3" and not Path("llama3").exists():
             return cls.llama3()
         hint = (f"A trained tokenizer is made by `python data.py train_tokenizer --inputs=... --out={path_or_repo_id}` "
                 "(README: the recipe on a CPU, by hand); a model folder holds its own")

@@ -208,6 +208,7 @@ def main(cfg):
     accum, device = check_geometry(cfg, run.world_size), run.device
     mcfg, hf_folder, init_ckpt = resolve_init(cfg)
     tokenizer = load_tokenizer(cfg, init_ckpt)
+    tokenizer.check_hf()  # what the export at the end needs
     if not cfg.init_from:  # a model from scratch gets exactly its tokenizer's vocabulary: no id it never saw
         mcfg = ModelConfig(**{**asdict(mcfg), "vocab_size": tokenizer.n_vocab, "bos_id": tokenizer.bos_id,
                               "eos_id": tokenizer.eos_id})

@@ -27,18 +27,27 @@ def free_port():
 
 
 def wandb_logged(out_dir):
-    """What an offline wandb run under out_dir/wandb logged: {"config": {...}, "history": [{...} per step],
-    "summary": {...}}, read back from its run-<id>.wandb file (records in the LevelDB log format wandb writes:
-    32 KiB blocks of chunks, each a 7-byte header of checksum, length and type, then a piece of a protobuf
-    Record)."""
+    """What the offline wandb runs under out_dir/wandb logged: {"config": {...}, "history": [{...} per step, every
+    run's in order], "summary": {...}} (config and summary: the newest run's)."""
+    runs = wandb_runs(out_dir)
+    return {"config": runs[-1]["config"], "history": [h for r in runs for h in r["history"]],
+            "summary": runs[-1]["summary"]}
+
+
+def wandb_runs(out_dir):
+    """Each offline wandb run under out_dir/wandb, oldest first, as wandb_logged's dict plus its "name" and
+    "group", read back from its run-<id>.wandb file (records in the LevelDB log format wandb writes: 32 KiB
+    blocks of chunks, each a 7-byte header of checksum, length and type, then a piece of a protobuf Record)."""
     import json
     import struct
 
     from wandb.proto import wandb_internal_pb2 as pb
     files = sorted(Path(out_dir).glob("wandb/offline-run-*/run-*.wandb"))
     assert files, f"no offline wandb run under {out_dir}/wandb"
-    logged = {"config": {}, "history": [], "summary": {}}
+    runs = []
     for path in files:
+        logged = {"config": {}, "history": [], "summary": {}}
+        runs.append(logged)
         data, pos, records, piece = path.read_bytes(), 7, [], b""
         while pos + 7 <= len(data):
             left = 32768 - pos % 32768
@@ -56,9 +65,10 @@ def wandb_logged(out_dir):
             kind = record.WhichOneof("record_type")
             if kind == "run":
                 logged["config"] |= {i.key: json.loads(i.value_json) for i in record.run.config.update}
+                logged["name"], logged["group"] = record.run.display_name, record.run.run_group
             elif kind == "history":
                 logged["history"].append({i.key or "/".join(i.nested_key): json.loads(i.value_json)
                                           for i in record.history.item})
             elif kind == "summary":
                 logged["summary"] |= {i.key: json.loads(i.value_json) for i in record.summary.update if i.key}
-    return logged
+    return runs

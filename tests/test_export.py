@@ -142,6 +142,18 @@ def test_llama3_is_metas_tokenizer(llama3, shared_data):
     assert llama3.decode(special_ids) == meta.decode(special_ids)
 
 
+def test_autotokenizer_encodes_and_decodes_as_llama3_with_its_real_ranks(llama3, shared_data, tmp_path):
+    llama3.save_hf(tmp_path, 131072)
+    check_tokenizer(llama3, tmp_path, real_texts(shared_data))
+
+
+def test_a_tokenizer_an_export_cannot_number_is_an_error_at_once():
+    tok = Tokenizer.train(["abc abd"] * 5, 300)
+    gap = Tokenizer(tok.ranks, {name: i + 5 for name, i in tok.special_tokens.items()})
+    with pytest.raises(ValueError, match="not numbered on from"):
+        gap.check_hf()
+
+
 def test_llama3_without_the_package_says_how_to_get_it(monkeypatch):
     import importlib.util
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)

@@ -177,6 +177,25 @@ dist.destroy_process_group()
 """, torchrun=True)
     ok(out)
     assert out.stdout.count("loaded") == 2
+    # one process asked the hub: the revision is resolved once (huggingface_hub's file locks alone would let both
+    # ranks ask, and still fetch each file once)
+    assert [p for m, p in hub.requests if p.startswith("/api/models/org/shared/revision/")] == \
+        ["/api/models/org/shared/revision/main"]
     downloads = [p for m, p in hub.requests if m == "GET" and p.startswith("/org/shared/resolve/")]
     assert len([p for p in downloads if p.endswith("/model.safetensors")]) == 1, downloads
-    assert len([p for m, p in hub.requests if p.startswith("/api/models/org/shared/")]) <= 2  # info + tree, once
+
+
+def test_under_torchrun_a_failed_download_is_an_error_on_every_rank(hub, models, tmp_path):
+    hub.add("org/gated_shared", files_of(models[0]), gated=401)
+    out = in_fresh_process(hub, tmp_path, """
+import torch.distributed as dist
+from model import Llama
+dist.init_process_group("gloo")
+try:
+    Llama.from_pretrained("org/gated_shared")
+except FileNotFoundError as e:
+    print("rank", dist.get_rank(), "->", e, flush=True)
+dist.destroy_process_group()
+""", torchrun=True)
+    said = dict(line.split(" -> ", 1) for line in ok(out).splitlines() if line.startswith("rank "))
+    assert "huggingface-cli login" in said["rank 0"] and "local rank 0 could not download" in said["rank 1"], said

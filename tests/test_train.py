@@ -80,21 +80,30 @@ def test_tiny_run_learns_and_exports(corpus, tmp_path):
     assert "nothing to do" in again.stdout and len(metrics(out)) == 80
 
 
-def test_wandb_is_asked_for_or_never_imported_and_a_resumed_run_goes_on_in_the_same_wandb_run(corpus, tmp_path):
-    from conftest import wandb_logged
+def test_wandb_is_asked_for_or_never_imported_and_a_resumed_run_is_a_new_wandb_run_in_its_group(corpus, tmp_path):
+    """4 steps, the step-4 checkpoint lost (a crash after it was written), then on to 6: two wandb runs in one
+    group, each with steps only going forward, the resumed one from its checkpoint's step 2; every row is
+    metrics.jsonl's."""
+    import shutil
+
+    from conftest import wandb_runs
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     out = tmp_path / "tracked"
     run(corpus + SMALL + ["--max_steps=4", "--ckpt_every=2", "--wandb_project=octothinker-test"], out, env=env)
+    shutil.rmtree(out / "ckpt" / "step_000004")
     run(corpus + SMALL + ["--max_steps=6", "--ckpt_every=2", "--wandb_project=octothinker-test"], out, env=env)
-    logged = wandb_logged(out)
+    first, resumed = wandb_runs(out)
+    assert first["group"] == resumed["group"] and (first["name"], resumed["name"]) == ("tracked", "tracked@2")
+    steps = [[h["_step"] for h in r["history"] if "loss" in h] for r in (first, resumed)]
+    assert steps == [[1, 2, 3, 4], [3, 4, 5, 6]]
     rows = metrics(out)
-    history = [h for h in logged["history"] if "loss" in h]
-    assert [h["_step"] for h in history] == [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
-    assert all(h["loss"] == r["loss"] and h["lr"] == r["lr"] for h, r in zip(history, rows))
-    assert logged["config"]["max_steps"] == 6 and logged["config"]["mixture"]
-    assert len({p.name.split("-")[-1] for p in (out / "wandb").glob("offline-run-*")}) == 1  # one id, two runs
-    # without wandb_project, wandb is not imported
-    check = "import sys, train; train.Config(); assert 'wandb' not in sys.modules"
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    kept = [h for h in first["history"] if "loss" in h and h["_step"] <= 2] + resumed["history"]  # the jsonl's rows
+    for h in (h for h in kept if "loss" in h):
+        assert h["loss"] == rows[h["_step"] - 1]["loss"] and h["lr"] == rows[h["_step"] - 1]["lr"]
+    assert resumed["config"]["max_steps"] == 6 and resumed["config"]["mixture"]
+    # without wandb_project, none of the scripts imports wandb
+    check = "import sys, train, rl, eval; assert 'wandb' not in sys.modules"
     subprocess.run([sys.executable, "-c", check], cwd=ROOT, check=True)
 
 

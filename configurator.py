@@ -5,7 +5,7 @@ The one config mechanism of every script (train.py, rl.py, eval.py, data.py, min
 
 A script's defaults are one dataclass at its top. Each config file named on the command line is plain
 Python run with runpy: the names it defines override the defaults. Then each --key=value overrides
-again, parsed to the default's type (bools take true/false; lists, dicts and tuples are Python
+again, parsed to the default's type (bools take true/false, and a bare --flag is true; lists, dicts and tuples are Python
 literals, and a list also takes one bare word: --inputs=web.jsonl). A key that is not a default is an
 error that lists the valid ones.
 """
@@ -27,7 +27,9 @@ def configure(defaults, argv=None):
             key, eq, value = arg[2:].partition("=")
             key = key.replace("-", "_")
             check_key(key, fields, f"--{key}")
-            if not eq:
+            if not eq and isinstance(fields[key], bool):
+                value = "true"  # a bare --flag turns a boolean on
+            elif not eq:
                 raise ValueError(f"--{key} needs a value: write --{key}=VALUE")
             overrides[key] = parse_value(key, value, fields[key])
         else:

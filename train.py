@@ -25,7 +25,7 @@ from tqdm import tqdm
 from common import (all_sum, autocast, clip_gradients, latest_checkpoint, launch, load_checkpoint, local_or_hub,
                     parallelize, start_run)
 from data import MixtureLoader
-from model import Llama, ModelConfig, config_from_hf
+from model import PRESETS, Llama, ModelConfig, config_from_hf
 from tokenizer import Tokenizer
 
 
@@ -68,6 +68,8 @@ class Config:
     eval_every: int = 0                # steps between validation losses on val_mixture (and at the last step)
     val_batches: int = 1               # global batches of val_mixture in each validation
     dist_timeout_min: float = 120      # how long a rank waits for the others in one collective before failing
+    plan: bool = False                 # --plan: print the per-GPU memory and throughput plan (WORLD_SIZE GPUs, else
+                                       # 8), then exit; no GPU, no download (meta tensors)
     seed: int = 0
     wandb_project: str = ""            # also log to wandb (config, metrics); metrics.jsonl either way
 
@@ -201,7 +203,84 @@ def validation_loss(model, loader, start, cfg, run, amp):
     return all_sum(loss_sum.item(), run.device) / all_sum(n, run.device)
 
 
+# -----------------------------------------------------------------------------
+# the plan: python train.py CONFIG --plan
+
+
+HUB_PRESETS = {"meta-llama/Llama-3.2-1B": "llama3.2-1b", "meta-llama/Llama-3.2-3B": "llama3.2-3b",
+               "meta-llama/Llama-3.1-8B": "llama3.1-8b"}  # so a plan needs no download
+
+
+def plan_model(cfg):
+    """The model config a run would build: the preset, a local run or HF folder's, or a known hub base's."""
+    base = cfg.init_from.split("@")[0]
+    if base in HUB_PRESETS and not os.path.exists(base):
+        return ModelConfig.preset(HUB_PRESETS[base])
+    if cfg.init_from and not os.path.exists(cfg.init_from):
+        raise FileNotFoundError(f"--plan: init_from={cfg.init_from} is not here yet; plan the run it starts from, or "
+                                f"add --init_from= --model=PRESET (one of {sorted(PRESETS)})")
+    return resolve_init(cfg)[0]
+
+
+def plan(cfg, world_size, gpu_gib=80.0, gpu="H100 SXM", mfu=0.4):
+    """Per-GPU memory and throughput of cfg on world_size GPUs under FSDP2 (fp32 shards, bf16 compute), as text.
+    Each line's arithmetic is printed beside it (bytes: fp32 4, bf16 2)."""
+    m = plan_model(cfg)
+    with torch.device("meta"):
+        model = Llama(m)
+    P = sum(p.numel() for p in model.parameters())
+    block = sum(p.numel() for p in model.layers[0].parameters())
+    root = P - m.n_layers * block  # embedding (tied lm_head once), final norm; lm_head when untied
+    kv, tokens = m.n_kv_heads * m.head_dim, cfg.micro_batch * cfg.seq_len
+    accum = cfg.batch_tokens // (cfg.seq_len * cfg.micro_batch * world_size)
+    # what a Block keeps for backward per token (model.py): bf16 inputs of its norms, q/k/v/o projections and
+    # MLP (2 x (6 dim + 2 kv + 4 ffn)), and RoPE's fp32 halves of q and k (4 x (dim + kv))
+    per_layer = 2 * (6 * m.dim + 2 * kv + 4 * m.ffn_dim) + 4 * (m.dim + kv)
+    G = 2**30
+    rows = [("parameters, fp32 shards", 4 * P / world_size, f"4 B x {P / 1e9:.2f}B / {world_size}"),
+            ("gradients, fp32 shards", 4 * P / world_size, f"4 B x {P / 1e9:.2f}B / {world_size}"),
+            ("AdamW moments, fp32 shards", 8 * P / world_size, f"8 B x {P / 1e9:.2f}B / {world_size}"),
+            ("gathered bf16: root + 2 blocks", 2 * root + 4 * block, f"2 B x {root / 1e6:.0f}M + 2 x 2 B x "
+             f"{block / 1e6:.0f}M"),
+            ("block gradients before reduce-scatter", 6 * block, f"(2 B bf16 + 4 B fp32) x {block / 1e6:.0f}M"),
+            ("lm_head gradient, fp32 sum (chunked loss)", 4 * m.vocab_size * m.dim, f"4 B x {m.vocab_size} x {m.dim}"),
+            ("loss: one chunk of fp32 logits (x3 in backward)", 3 * 4 * 2**26, "3 x 4 B x 2^26")]
+    full = per_layer * tokens * m.n_layers
+    checkpointed = 2 * m.dim * tokens * m.n_layers + per_layer * tokens
+    fixed = sum(r[1] for r in rows) + 2 * m.dim * tokens  # + the final hidden states the loss keeps
+    lines = [f"plan: {cfg.out_dir}, {world_size} GPUs (WORLD_SIZE), {gpu_gib:.0f} GiB each; model {P / 1e9:.2f}B "
+             f"({m.n_layers} layers, dim {m.dim}, ffn {m.ffn_dim}, vocab {m.vocab_size})",
+             f"tokens: {cfg.batch_tokens:,} a step = {world_size} GPUs x {accum} micro-batches x {cfg.micro_batch} x "
+             f"{cfg.seq_len}", "", "per GPU:"]
+    lines += [f"  {name:<48} {b / G:7.2f} GiB   {how}" for name, b, how in rows]
+    lines += [f"  {'activations, no checkpointing':<48} {full / G:7.2f} GiB   {per_layer:,} B x {tokens:,} tokens x "
+              f"{m.n_layers} layers",
+              f"  {'activations, activation checkpointing':<48} {checkpointed / G:7.2f} GiB   2 B x {m.dim} x "
+              f"{tokens:,} x {m.n_layers} (block inputs) + one layer's {per_layer * tokens / G:.2f} GiB"]
+    total = {False: fixed + full, True: fixed + checkpointed}
+    # a quarter left for what the count leaves out: backward's transient gradients of the widest activations
+    # (ffn-wide), the allocator's fragmentation, NCCL's buffers
+    need = total[False] > 0.75 * gpu_gib * G
+    lines += [f"  {'total':<48} {total[False] / G:7.2f} GiB without, {total[True] / G:.2f} GiB with checkpointing: "
+              f"activation_checkpointing={'True (needed)' if need else 'False (not needed)'}; "
+              f"this config has {cfg.activation_checkpointing}"]
+    matmul, attn = flops_per_token(m)
+    per_token = matmul + attn * (cfg.seq_len + 1) / 2  # causal-T; packed documents compute less attention
+    step = per_token * cfg.batch_tokens * (4 / 3 if cfg.activation_checkpointing else 1)  # recompute: +1 forward
+    seconds = step / (world_size * peak_flops(gpu.replace(" SXM", "")) * mfu)
+    lines += ["", f"FLOPs: {matmul / 1e9:.2f} G/token matmuls (6 x weights) + {attn * (cfg.seq_len + 1) / 2 / 1e9:.2f} "
+              f"G/token attention (12 x layers x heads x head_dim x (T + 1) / 2)"
+              f"{', x 4/3 recomputed' if cfg.activation_checkpointing else ''}: {step / 1e15:,.1f} PFLOP a step",
+              f"at {mfu:.0%} of the peak on {gpu} ({peak_flops(gpu.replace(' SXM', '')) / 1e12:.0f} TFLOP/s bf16): "
+              f"{seconds:.1f} s a step, {cfg.batch_tokens / seconds / world_size:,.0f} tokens/s a GPU, "
+              f"{cfg.max_steps * seconds / 3600:,.1f} h for {cfg.max_steps:,} steps"]
+    return "\n".join(lines)
+
+
 def main(cfg):
+    if cfg.plan:
+        print(plan(cfg, int(os.environ.get("WORLD_SIZE", 8))))
+        return
     run = start_run(cfg, check=check_geometry)
     if run.done:
         return

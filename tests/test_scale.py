@@ -151,3 +151,28 @@ def test_the_torch_fallback_with_documents_and_gqa_holds_one_query_chunk_of_scor
     for x, r in ((q, q64), (k, k64), (v, v64)):
         torch.testing.assert_close(x.grad.double(), r.grad, atol=1e-4, rtol=0)
     assert kernels.sdpa_backend(q, k, v, True, None) in ("flash_attention", "efficient_attention", "math")
+
+
+def test_the_plan_adds_up_by_hand_and_chooses_checkpointing_per_model_size():
+    """train.py --plan on meta tensors: the sharded states are 16 bytes a parameter over the GPUs, the activations
+    are the per-token count times the micro-batch's tokens and the layers; 1B at 2 x 8192 does not need
+    activation checkpointing on an 80 GB GPU, 3B and 8B do. And the command runs with no GPU and no hub."""
+    import re
+
+    import train
+    from configurator import configure
+    cfg = configure(train.Config(), [str(ROOT / "configs/stable.py")])
+    text = train.plan(cfg, 8)
+    gib = {name.strip(): float(v) for name, v in re.findall(r"^  (.+?)\s+([\d.]+) GiB", text, re.M)}
+    P = 1_235_814_400  # Llama-3.2-1B, tied embeddings
+    assert gib["parameters, fp32 shards"] == pytest.approx(4 * P / 8 / 2**30, abs=0.005)
+    assert gib["AdamW moments, fp32 shards"] == pytest.approx(8 * P / 8 / 2**30, abs=0.005)
+    per_token = 2 * (6 * 2048 + 2 * 512 + 4 * 8192) + 4 * (2048 + 512)
+    assert gib["activations, no checkpointing"] == pytest.approx(per_token * 2 * 8192 * 16 / 2**30, abs=0.005)
+    assert "activation_checkpointing=False (not needed)" in text and "this config has False" in text
+    for preset in ("llama3.2-3b", "llama3.1-8b"):
+        big = configure(train.Config(), [str(ROOT / "configs/stable.py"), "--init_from=", f"--model={preset}"])
+        assert "activation_checkpointing=True (needed)" in train.plan(big, 8), preset
+    out = subprocess.run([sys.executable, "train.py", "configs/stable.py", "--plan"], cwd=ROOT, capture_output=True,
+                         text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""})
+    assert out.returncode == 0 and "tokens: 4,194,304 a step = 8 GPUs x 32 micro-batches x 2 x 8192" in out.stdout

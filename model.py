@@ -187,13 +187,25 @@ class Llama(nn.Module):
             self.lm_head.weight = self.embed_tokens.weight
         self.init_weights()
 
-    def init_weights(self):
-        # Hugging Face's Llama init: normal(0, 0.02) matrices, norms at one
-        for p in self.parameters():
-            if p.dim() == 2:
-                nn.init.normal_(p, std=0.02)
-            else:
-                nn.init.ones_(p)
+    def init_weights(self, seed=None):
+        """Hugging Face's Llama init: normal(0, 0.02) matrices, norms at one. With a seed, parameter i is drawn
+        whole from a generator seeded (seed, i), and a sharded (FSDP2) parameter keeps its own shard of it: the
+        same weights on any number of ranks, for a model built on the meta device and initialised after
+        sharding (train.py), never whole on every rank but one tensor at a time."""
+        with torch.no_grad():
+            for i, p in enumerate(self.parameters()):
+                local = p.to_local() if hasattr(p, "to_local") else p  # a DTensor's shard
+                if p.dim() < 2:
+                    local.fill_(1.0)
+                elif seed is None:
+                    nn.init.normal_(p, std=0.02)
+                else:
+                    g = torch.Generator(device=local.device).manual_seed(seed * 1_000_003 + i)
+                    full = torch.empty(p.shape, dtype=local.dtype, device=local.device).normal_(0, 0.02, generator=g)
+                    if local is not p:  # this rank's shard, cut locally (every rank drew the same full tensor)
+                        from torch.distributed.tensor import distribute_tensor
+                        full = distribute_tensor(full, p.device_mesh, p.placements, src_data_rank=None).to_local()
+                    local.copy_(full)
 
     def forward(self, tokens, targets=None, doc_ids=None):
         """tokens (B, T) -> logits (B, T, vocab); with targets (B, T), the mean cross-entropy over the

@@ -294,9 +294,17 @@ def main(cfg):
     if tokenizer.n_vocab > mcfg.vocab_size:
         raise ValueError(f"the tokenizer has {tokenizer.n_vocab} tokens but the model's vocab_size is "
                          f"{mcfg.vocab_size}; set model_args={{'vocab_size': {tokenizer.n_vocab}}}")
-    model = Llama.from_pretrained(hf_folder, dtype=torch.float32, device=device) if hf_folder \
-        else Llama(mcfg).to(device)  # every rank the same weights: the same seed
+    if hf_folder:
+        model = Llama.from_pretrained(hf_folder, dtype=torch.float32, device=device)
+    else:  # from scratch: built on the meta device, sharded, then each rank allocates and fills only its shard
+        with torch.device("meta"):
+            model = Llama(mcfg)
     model = parallelize(model, cfg, run.world_size, device)
+    if not hf_folder:
+        model.to_empty(device=device)
+        if mcfg.tie_embeddings and model.lm_head.weight is not model.embed_tokens.weight:
+            model.lm_head.weight = model.embed_tokens.weight  # to_empty's new tensors untie them
+        model.init_weights(seed=cfg.seed)  # the same weights on any number of ranks
     optimizer = torch.optim.AdamW(
         [{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": cfg.weight_decay},
          {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}],

@@ -5,9 +5,9 @@ The one config mechanism of every script (train.py, rl.py, eval.py, data.py, min
 
 A script's defaults are one dataclass at its top. Each config file named on the command line is plain
 Python run with runpy: the names it defines override the defaults. Then each --key=value overrides
-again, parsed to the default's type (bools take true/false, and a bare --flag is true; lists, dicts and tuples are Python
-literals, and a list also takes one bare word: --inputs=web.jsonl). A key that is not a default is an
-error that lists the valid ones.
+again, parsed to the default's type (bools take true/false, and a bare --flag is true; lists, dicts and
+tuples are Python literals, and a list also takes one bare word: --inputs=web.jsonl). A key that is not a
+default is an error that lists the valid ones.
 """
 import ast
 import dataclasses

@@ -321,6 +321,30 @@ def test_rl_kill_and_resume_gives_identical_metrics(clone):
     assert rows(out / "samples.jsonl") == rows(straight / "samples.jsonl")  # the same prompts and samples
 
 
+def test_rl_sigterm_checkpoints_the_step_exits_0_and_resumes_exactly(clone):
+    """SIGTERM mid-run (SLURM's end of a job): the step finishes, its checkpoint is written between ckpt_every's,
+    rl.py exits 0 without an export, and re-running gives the uninterrupted run's metrics and samples."""
+    straight = clone / "out" / "straight_preempt"
+    rl(clone, *SMALL, "--ckpt_every=100", f"--out_dir={straight}")
+    out = clone / "out" / "preempted"
+    proc = subprocess.Popen([sys.executable, "rl.py", "configs/rl_tiny.py", *SMALL, "--ckpt_every=100",
+                             f"--out_dir={out}"], cwd=clone, env=script_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    deadline = time.time() + 300
+    log = out / "metrics.jsonl"
+    while not (log.exists() and log.read_text().count("\n") >= 2) and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    stdout, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0
+    stopped = len(rows(out / "metrics.jsonl"))
+    assert 2 <= stopped < 6 and f"SIGTERM: stopped after step {stopped}" in stdout
+    assert os.listdir(out / "ckpt") == [f"step_{stopped:06d}"] and not (out / "hf").exists()
+    rl(clone, *SMALL, "--ckpt_every=100", f"--out_dir={out}")
+    assert rows(out / "metrics.jsonl") == rows(straight / "metrics.jsonl")
+    assert rows(out / "samples.jsonl") == rows(straight / "samples.jsonl")
+
+
 @pytest.mark.slow
 def test_rl_two_processes_equal_one(clone):
     # a clip range of 0.1% clips by construction: the second mini-batch's ratios are taken after the first

@@ -90,8 +90,10 @@ def hub_download(repo_id, what, hint, **kwargs):
         except Exception as e:
             error = e
     if error is not None:
+        answer = hub_answer(error)
+        login = "" if "login" in answer else " (a gated repo needs `huggingface-cli login`)"
         raise FileNotFoundError(f"{what}={repo_id}{'@' + revision if revision else ''}: no such local path, and the "
-                                f"hub answered: {hub_answer(error)}. {hint}") from None
+                                f"hub answered: {answer}. {hint}{login}") from None
     return folder
 
 

@@ -193,8 +193,9 @@ from model import Llama
 dist.init_process_group("gloo")
 try:
     Llama.from_pretrained("org/gated_shared")
-except FileNotFoundError as e:
-    print("rank", dist.get_rank(), "->", e, flush=True)
+except FileNotFoundError as e:  # one write a line: torchrun's ranks share the pipe, unbuffered (python -u)
+    sys.stdout.write(f"rank {dist.get_rank()} -> {e}\\n")
+    sys.stdout.flush()
 dist.destroy_process_group()
 """, torchrun=True)
     said = dict(line.split(" -> ", 1) for line in ok(out).splitlines() if line.startswith("rank "))

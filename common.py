@@ -403,10 +403,13 @@ class Run:
     def checkpoint(self, step, model, optimizer, force=False, **extra):
         """At every ckpt_every steps and the last (or when forced): save model, optimizer and meta.json (the step,
         the model's and the run's config, the world size, and `extra`, e.g. the data loader's state)."""
-        if force or step % self.cfg.ckpt_every == 0 or step == self.cfg.max_steps:
+        if force or self.checkpoint_due(step):
             meta = {"step": step, **extra, "model_config": asdict(model.config), "config": asdict(self.cfg),
                     "world_size": self.world_size}
             save_checkpoint(self.cfg.out_dir, step, model, optimizer, meta, self.rank, self.cfg.keep_checkpoints)
+
+    def checkpoint_due(self, step):
+        return step % self.cfg.ckpt_every == 0 or step == self.cfg.max_steps
 
     def preempted(self, step, model, optimizer, **extra):
         """After a step: whether SIGTERM or SIGUSR1 (SLURM's warning before the end of a job's time) reached any
@@ -415,30 +418,28 @@ class Run:
         one-number all-reduce), so all agree on where to stop."""
         if not all_max(PREEMPTED["signal"] or 0, self.device):
             return False
-        if not (step % self.cfg.ckpt_every == 0 or step == self.cfg.max_steps):
+        if not self.checkpoint_due(step):  # else checkpoint() just wrote it
             self.checkpoint(step, model, optimizer, force=True, **extra)
-        if self.bar is not None:
-            self.bar.close()
-        for f in self.logs.values():
-            f.close()
-        if self.wandb is not None:
-            self.send_tables()
-            self.wandb.finish()
+        self.close()
         if self.rank == 0:
             name = signal.Signals(PREEMPTED["signal"]).name if PREEMPTED["signal"] else "a signal on another rank"
             print(f"{name}: stopped after step {step}, checkpoint written; re-run the same command to resume")
         return True
 
-    def finish(self, model, tokenizer):
-        """Export out_dir/hf in cfg.export_dtype and close the progress bar and the logs."""
+    def close(self):
+        """The progress bar, the logs and the wandb run (its last tables sent)."""
         if self.bar is not None:
             self.bar.close()
-        export_hf(model, tokenizer, self.cfg.out_dir, self.cfg.export_dtype, self.rank)
         for f in self.logs.values():
             f.close()
         if self.wandb is not None:
             self.send_tables()
             self.wandb.finish()
+
+    def finish(self, model, tokenizer):
+        """Export out_dir/hf in cfg.export_dtype and close the progress bar and the logs."""
+        export_hf(model, tokenizer, self.cfg.out_dir, self.cfg.export_dtype, self.rank)
+        self.close()
         if self.rank == 0:
             print(f"done: {self.cfg.out_dir}/hf")
 

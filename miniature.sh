@@ -16,6 +16,7 @@ SEEDS=${SEEDS:-0 1}
 LANES=${LANES:-2}  # runs at once, each on its share of the cores: two single-threaded runs beat one two-threaded
                    # run on 2 cores (1.22x, measured)
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT INT TERM  # a lane never outlives the script
+stage() { echo "[$((SECONDS / 60))m$(printf %02d $((SECONDS % 60)))s] $*"; }  # where the minutes go
 
 lanes() {  # lanes COMMAND...: run the commands LANES at a time; fail if one does
     local pids=() cmd threads
@@ -28,6 +29,7 @@ lanes() {  # lanes COMMAND...: run the commands LANES at a time; fail if one doe
     for pid in "${pids[@]}"; do wait "$pid"; done
 }
 
+stage "the world, its tokenizer and shards"
 # 1. the world (chained word problems k = 1-4 steps; web pages clean and poorer in reasoning; short and long
 #    chain-of-thought QA; instructions; RL prompts; 600 held-out problems), a BPE tokenizer, token shards
 python -m miniature.world configs/miniature/world.py --out_dir=$W
@@ -39,9 +41,11 @@ for corpus in qa_short qa_long instruct; do
     python data.py prepare --inputs=$W/$corpus.jsonl --fmt=qa_solution --tokenizer=$W/tokenizer --out_dir=$W/data/$corpus
 done
 
+stage "the stable stages"
 # 2. the stable stage: constant learning rate on web pages, clean (and, for the data-quality finding, poorer)
 lanes "python train.py configs/miniature/stable.py $TRAIN_ARGS" "python train.py configs/miniature/stable_lowq.py $TRAIN_ARGS"
 
+stage "the decay branches"
 # 3. decay branches, the same budget each: from the stable stage's end, from its midpoint (its first kept
 #    checkpoint: less mid-training), and the low-quality stable stage with low-quality web in its decay
 midpoint=$(ls -d $M/stable/ckpt/step_* | head -n 1)
@@ -53,6 +57,7 @@ lanes "python train.py configs/miniature/decay_short.py $TRAIN_ARGS" \
       "python train.py configs/miniature/decay_hybrid.py --init_from=$midpoint --out_dir=$M/hybrid_half_stable $TRAIN_ARGS" \
       "python train.py configs/miniature/decay_hybrid_lowq.py $TRAIN_ARGS"
 
+stage "the base models' evaluations"
 # 4. each base model evaluated once, greedy: in the RL template (its strict accuracy is what the reward checks),
 #    and few-shot, as the paper evaluates base models (worked training problems, then "Problem: ... Solution:"),
 #    on the first 200 problems (its prompts are five times as long)
@@ -70,6 +75,7 @@ for branch in $BRANCHES; do
 done
 lanes "${evals[@]}"
 
+stage "GRPO"
 # 5. GRPO from every base model on each seed, and from `long` with the long-CoT remedies (long_fix); each run
 #    evaluates on the held-out set at its end
 runs=()
@@ -82,5 +88,6 @@ for arm in $BRANCHES long_fix; do
 done
 lanes "${runs[@]}"
 
+stage "the report"
 # 6. the report: a table per branch, each finding's difference, seed spread, bootstrap interval and verdict
 python -m miniature.report --out_dir=$M --seconds=$SECONDS

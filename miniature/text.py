@@ -85,7 +85,7 @@ INTROS = {
                  "When some pieces are taken, the pieces left over all the pieces is the fraction left."],
 }
 INVERSE = {"+": "-", "-": "+", "\\times": "\\div", "\\div": "\\times"}
-GAINS, LOSSES = ["finds", "gets"], ["gives away", "loses"]  # few verbs: which way a change goes is learnt fast
+GAINS, LOSSES = ["gets"], ["loses"]  # one verb each way: reading a change is reading its number and which way it goes
 for k in CHAINS:
     INTROS[k] = ["A story can change a number again and again: follow each change in order, one step at a time.",
                  "To follow a total through several changes, add what is gained and take away what is lost, in order."]

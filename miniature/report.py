@@ -13,10 +13,12 @@ A comparison of X with Y is judged by the difference of their seed means of held
 same problems on both sides, resampled together): "holds" when the difference is beyond the spread and the
 interval is above 0, "direction only" when it is positive but not both, else "does not hold". Strict accuracy is
 the reward's (a marked final answer, right); flexible accuracy also reads an unmarked completion's last number,
-so the two tell solving from formatting.
+so the two tell solving from formatting. What each model reads of the question is measured too: the share of the
+question's changes whose number, and whose direction (gained or lost), its answer restates in order.
 """
 import json
 import os
+import re
 from dataclasses import dataclass
 from statistics import mean
 
@@ -25,6 +27,7 @@ import numpy as np
 from common import write_atomic
 from configurator import configure
 from grader import grade_many
+from miniature.text import GAINS, LOSSES, OPENERS
 from rl import length_at
 
 BRANCHES = ["short", "short_no_instruct", "long", "hybrid", "web_only", "hybrid_half_stable", "hybrid_lowq_web"]
@@ -83,26 +86,46 @@ def read_jsonl(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def scored(samples, max_new_tokens):
+CHANGE = re.compile(rf"(?:{'|'.join(OPENERS)}) \w+ ({'|'.join(GAINS + LOSSES)}) (\d+)")  # a chain's clause
+
+
+def reading(question, completion):
+    """(numbers, directions, changes): of a chain question's changes, how many its answer restates in order with
+    the right number, and with the right direction (a gain or a loss)."""
+    asked, said = CHANGE.findall(question), CHANGE.findall(completion)
+    numbers = sum(a[1] == b[1] for a, b in zip(asked, said))
+    directions = sum((a[0] in GAINS) == (b[0] in GAINS) for a, b in zip(asked, said))
+    return numbers, directions, len(asked)
+
+
+def scored(samples, max_new_tokens, questions):
     """Per problem: strict (the grader's verdict as the reward reads it), flexible (an unmarked completion's last
-    number counts too), truncated (the completion ran to the limit), and its length in tokens."""
+    number counts too), truncated (the completion ran to the limit), its length in tokens, and what it read."""
     flexible = grade_many([(s["completion"], s["gold"]) for s in samples], last_number=True, rounded=False)
     return {"strict": [int(s["correct"]) for s in samples], "flexible": [int(f) for f in flexible],
             "truncated": [int((s.get("new_tokens") or 0) >= max_new_tokens) for s in samples],
-            "tokens": [s.get("new_tokens") or 0 for s in samples]}
+            "tokens": [s.get("new_tokens") or 0 for s in samples],
+            "reading": [reading(q, s["completion"]) for q, s in zip(questions, samples)]}
+
+
+def reads(scores):
+    """The share of the questions' changes the answers restate with the right number, and direction."""
+    numbers, directions, changes = np.sum(scores["reading"], axis=0)
+    return {"numbers": float(numbers / max(changes, 1)), "directions": float(directions / max(changes, 1))}
 
 
 def load(out_dir):
     """{"base": {branch: scores}, "rl": {arm: {seed: scores}}, "curves": {arm: {seed: metrics rows}}, "kinds"}."""
-    kinds = [r.get("kind", "") for r in read_jsonl(os.path.join(out_dir, "world", "benchmarks", "synth", "test.jsonl"))]
+    held_out = read_jsonl(os.path.join(out_dir, "world", "benchmarks", "synth", "test.jsonl"))
+    kinds, questions = [r.get("kind", "") for r in held_out], [r["question"] for r in held_out]
     base, fewshot, rl, curves, limit = {}, {}, {}, {}, 0
     for branch in BRANCHES:
         folder = os.path.join(out_dir, "base", branch)
         with open(os.path.join(folder, "results.json")) as f:
             limit = json.load(f)["results"]["synth"].get("max_new_tokens", 0)
-        base[branch] = scored(read_jsonl(os.path.join(folder, "synth_samples.jsonl")), limit)
+        base[branch] = scored(read_jsonl(os.path.join(folder, "synth_samples.jsonl")), limit, questions)
         shots = os.path.join(out_dir, "base_fewshot", branch, "synth_samples.jsonl")
-        fewshot[branch] = scored(read_jsonl(shots), limit) if os.path.isfile(shots) else None
+        fewshot[branch] = scored(read_jsonl(shots), limit, questions) if os.path.isfile(shots) else None
     for arm in ARMS:
         root = os.path.join(out_dir, "rl", arm)
         if not os.path.isdir(root):
@@ -116,7 +139,7 @@ def load(out_dir):
             if not os.path.isfile(final):
                 raise FileNotFoundError(f"{final} is missing: the run {root}/{seed} has not finished (re-run "
                                         "miniature.sh to resume it)")
-            rl[arm][seed] = scored(read_jsonl(final), length_at(cfg["max_steps"], cfg["max_response_len"]))
+            rl[arm][seed] = scored(read_jsonl(final), length_at(cfg["max_steps"], cfg["max_response_len"]), questions)
             curves[arm][seed] = [r for r in rows if "reward" in r]
     return {"base": base, "fewshot": fewshot, "rl": rl, "curves": curves, "kinds": kinds}
 
@@ -149,6 +172,8 @@ def summarize(data, arm):
                           "rl": mean(float(np.mean(s["truncated"])) for s in seeds.values()),
                           "training": mean(mean(r.get("truncated", 0) for r in st) for st in rows.values())},
             "reward_slope": mean(slope([r["reward"] for r in st]) for st in rows.values()),
+            "reads": {"base": reads(base), "rl": {k: mean(reads(s)[k] for s in seeds.values())
+                                                  for k in ("numbers", "directions")}},
             "by_kind": {"base": by_kind(base["strict"], kinds), "base_flexible": by_kind(base["flexible"], kinds),
                         "rl": {k: mean(accs) for k, *accs in zip(*per_seed)}}}
 
@@ -244,14 +269,16 @@ def report(summary, findings, long, kinds, seconds):
              "contains: strict as the reward reads it (a marked final answer), flexible also reading an unmarked "
              "answer's last number.\n",
              "| branch | mid-training | base strict / flexible | base few-shot strict / flexible | after RL strict "
-             "(per seed) | after RL flexible | response tokens base → RL | truncated base → RL (training) | "
-             "reward slope / step |", "|---|---|---|---|---|---|---|---|---|"]
+             "(per seed) | after RL flexible | reads numbers / directions, base → RL | response tokens base → RL | "
+             "truncated base → RL (training) | reward slope / step |", "|---|---|---|---|---|---|---|---|---|---|"]
     for arm in ARMS:
-        s = summary[arm]
+        s, r = summary[arm], summary[arm]["reads"]
         shots = s["base_fewshot"]
         shots = f"{pct(shots['strict'])} / {pct(shots['flexible'])}" if shots else "-"
         lines.append(f"| `{arm}` | {WHAT[arm]} | {pct(s['base_accuracy'])} / {pct(s['base_flexible'])} | {shots} | "
                      f"{', '.join(map(pct, s['rl_accuracy']))} | {', '.join(map(pct, s['rl_flexible']))} | "
+                     f"{pct(r['base']['numbers'])} / {pct(r['base']['directions'])} → {pct(r['rl']['numbers'])} / "
+                     f"{pct(r['rl']['directions'])} | "
                      f"{s['response_length']['base']:.0f} → {s['response_length']['rl']:.0f} | "
                      f"{pct(s['truncated']['base'])} → {pct(s['truncated']['rl'])} ({pct(s['truncated']['training'])}) "
                      f"| {s['reward_slope']:+.4f} |")
@@ -275,6 +302,8 @@ def report(summary, findings, long, kinds, seconds):
         lines.append(f"| {title} | `{x}` vs `{y}` ({metric}) | {f['difference']:+.1%} | {pct(f['spread'])} | "
                      f"[{lo:+.1%}, {hi:+.1%}] | **{f['verdict']}** | {paper} |")
     ln, tr = long["length"], long["truncated"]
+    rd, half, rl = (summary["hybrid"]["reads"]["base"], summary["hybrid_half_stable"]["reads"]["base"],
+                    summary["hybrid"]["reads"]["rl"])
     lines += ["", f"**Long-CoT data makes responses longer**: {'holds' if long['longer'] else 'does not hold'}. "
               f"Response tokens `long` {ln['long']['base']:.0f} → {ln['long']['rl']:.0f}, `short` "
               f"{ln['short']['base']:.0f} → {ln['short']['rl']:.0f} (base → RL). Under the binding limit, the share "
@@ -283,6 +312,11 @@ def report(summary, findings, long, kinds, seconds):
               f"{pct(tr['long']['training'])}, `long_fix` {pct(tr['long_fix']['training'])}. The paper: long-CoT "
               "responses run to ~4450 tokens and RL collapses; see the curves for whether accuracy peaks and falls "
               "here.", "",
+              f"**What the base models read**: `hybrid` restates {pct(rd['numbers'])} of the held-out questions' "
+              f"changes with the right number and {pct(rd['directions'])} with the right direction (a gain or a "
+              f"loss; half is chance), `hybrid_half_stable` {pct(half['numbers'])} and {pct(half['directions'])}, "
+              f"and after RL `hybrid` {pct(rl['numbers'])} and {pct(rl['directions'])}. A problem is solved when "
+              "every change is read and added right, so accuracy is bounded by what is read.", "",
               "What the world can and cannot show: its problems are one family a ~1M-parameter model can partly "
               "solve, so differences are about solving chained steps and giving a checkable answer, in a world far "
               "narrower than web math; two seeds make the spread a rough bound; the verdicts are what this run "

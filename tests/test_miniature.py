@@ -12,7 +12,7 @@ import pytest
 
 import numpy as np
 
-from miniature.report import ARMS, BRANCHES, FINDINGS, bootstrap_interval, compare
+from miniature.report import ARMS, BRANCHES, FINDINGS, bootstrap_interval, compare, reading, reads
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = {"TRAIN_ARGS": "--max_steps=4 --ckpt_every=2", "EVAL_ARGS": "--limit=10",
@@ -86,3 +86,16 @@ def test_the_bootstrap_pairs_problems():
     assert 0 <= lo <= hi <= 0.03
     with pytest.raises(ValueError, match="same problems"):
         bootstrap_interval(x, {"s": [1, 0, 1]})
+
+
+def test_reading_counts_each_change_restated_with_its_number_and_direction():
+    q = "Jo has 9 eggs. Then Jo gets 3. Next Jo loses 2. After that Jo loses 4. How many eggs does Jo have now?"
+    right = "Jo has 9 eggs. Then Jo gets 3, so 9 + 3 = 12. Next Jo loses 2, so 12 - 2 = 10. After that Jo loses 4,"
+    assert reading(q, right) == (3, 3, 3)
+    # the second change's direction wrong and the third missing; then the first's number and the third's direction wrong
+    wrong = "Jo has 9 eggs. Then Jo gets 3, so 9 + 3 = 12. Next Jo gets 2, so 12 + 2 = 14. So Jo has 14 eggs now."
+    assert reading(q, wrong) == (2, 1, 3)
+    assert reading(q, "Jo has 9 eggs. Then Jo gets 1, so 9 + 1 = 10. Next Jo loses 2, so 10 - 2 = 8. After that "
+                      "Jo gets 4, so") == (2, 2, 3)
+    scores = {"reading": [reading(q, right), reading(q, wrong)]}
+    assert reads(scores) == {"numbers": 5 / 6, "directions": 4 / 6}

@@ -18,15 +18,15 @@ LANES=${LANES:-2}  # runs at once, each on its share of the cores: two single-th
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT INT TERM  # a lane never outlives the script
 stage() { echo "[$((SECONDS / 60))m$(printf %02d $((SECONDS % 60)))s] $*"; }  # where the minutes go
 
-lanes() {  # lanes COMMAND...: run the commands LANES at a time; fail if one does
-    local pids=() cmd threads
+lanes() {  # lanes COMMAND...: run the commands LANES at a time, the next as soon as any ends; fail if one does
+    local running=0 cmd threads
     threads=$(( $(nproc) / LANES > 0 ? $(nproc) / LANES : 1 ))
     for cmd in "$@"; do
         OMP_NUM_THREADS=$threads bash +B -c "$cmd" &  # +B: a {0: 24, 8: 32} in RL_ARGS stays as written
-        pids+=($!)
-        if [ ${#pids[@]} -ge "$LANES" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+        running=$((running + 1))
+        if [ $running -ge "$LANES" ]; then wait -n; running=$((running - 1)); fi  # a failed run stops the script
     done
-    for pid in "${pids[@]}"; do wait "$pid"; done
+    while [ $running -gt 0 ]; do wait -n; running=$((running - 1)); done
 }
 
 stage "the world, its tokenizer and shards"
@@ -60,14 +60,14 @@ lanes "python train.py configs/miniature/decay_short.py $TRAIN_ARGS" \
 stage "the base models' evaluations"
 # 4. each base model evaluated once, greedy: in the RL template (its strict accuracy is what the reward checks),
 #    and few-shot, as the paper evaluates base models (worked training problems, then "Problem: ... Solution:"),
-#    on the first 200 problems (its prompts are five times as long)
+#    on the first 100 problems (its prompts are five times as long)
 BRANCHES="short short_no_instruct long hybrid web_only hybrid_half_stable hybrid_lowq_web"
 evals=()
 for branch in $BRANCHES; do
     for mode in zeroshot fewshot; do
         out=$M/base/$branch
         limit=0
-        [ $mode = zeroshot ] || out=$M/base_fewshot/$branch limit=200
+        [ $mode = zeroshot ] || out=$M/base_fewshot/$branch limit=100
         [ $out/results.json -nt $M/$branch/hf/config.json ] || evals+=("python eval.py --model=$M/$branch/hf --benchmarks=synth \
             --data_dir=$W/benchmarks --mode=$mode --template=qa_boxed --max_new_tokens=144 --last_number=false \
             --batch_size=128 --limit=$limit --out_dir=$out $EVAL_ARGS")

@@ -4,4 +4,4 @@
 # Given after configs/miniature/rl.py, whose settings it changes:
 #   python rl.py configs/miniature/rl.py configs/miniature/rl_long_fix.py --init_from=out/miniature/long/hf ...
 template = "conversation"
-max_response_len = {0: 112, 6: 144}
+max_response_len = {0: 112, 5: 144}

@@ -160,6 +160,7 @@ def summarize(data, arm):
     base, seeds, kinds = data["base"][BASE[arm]], data["rl"][arm], data["kinds"]
     rows = data["curves"][arm]
     shots = data["fewshot"][BASE[arm]]
+    seed_reads = [reads(s) for s in seeds.values()]
     per_seed = [list(by_kind(base["strict"], kinds))] + [list(by_kind(s["strict"], kinds).values())
                                                          for s in seeds.values()]  # kinds, then each seed's
     return {"base_accuracy": float(np.mean(base["strict"])), "base_flexible": float(np.mean(base["flexible"])),
@@ -172,8 +173,8 @@ def summarize(data, arm):
                           "rl": mean(float(np.mean(s["truncated"])) for s in seeds.values()),
                           "training": mean(mean(r.get("truncated", 0) for r in st) for st in rows.values())},
             "reward_slope": mean(slope([r["reward"] for r in st]) for st in rows.values()),
-            "reads": {"base": reads(base), "rl": {k: mean(reads(s)[k] for s in seeds.values())
-                                                  for k in ("numbers", "directions")}},
+            "reads": {"base": reads(base),
+                      "rl": {k: mean(r[k] for r in seed_reads) for k in ("numbers", "directions")}},
             "by_kind": {"base": by_kind(base["strict"], kinds), "base_flexible": by_kind(base["flexible"], kinds),
                         "rl": {k: mean(accs) for k, *accs in zip(*per_seed)}}}
 

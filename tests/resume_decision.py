@@ -32,6 +32,7 @@ def main():
         dist.all_gather_object(rows, f"{run.rank}:{run.resume}")
         if run.rank == 0:
             print("resume", " ".join(rows), flush=True)
+        dist.destroy_process_group()  # as common.launch does: without it gloo's threads can abort the exit (SIGABRT)
     except FileNotFoundError as e:
         print("error", e, flush=True)
         os._exit(3)  # the other rank would wait in a collective for this one

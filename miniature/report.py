@@ -208,9 +208,17 @@ def arm_scores(data, arm, metric):
     return {seed: s[metric] for seed, s in data["rl"][arm].items()}
 
 
+READS = 0.5  # a base model that restates fewer of the questions' numbers than this has not formed the copy
+
+
 def judge(data, n_boot=2000, seed=0):
+    """Each finding's statistics, and `confounded`: the base model of one arm reads the questions' numbers (at least
+    READS of them) and the other's does not, so the comparison measures whether the stable stage formed the copy
+    of each number (a step that comes or not by the machine's rounding at this budget, measured), not the data."""
+    read = {b: reads(data["base"][b])["numbers"] >= READS for b in BRANCHES}
+    side = lambda arm: read[arm[5:] if arm.startswith("base:") else BASE[arm]]  # noqa: E731
     return {name: {**compare(arm_scores(data, x, metric), arm_scores(data, y, metric), n_boot, seed),
-                   "x": x, "y": y, "metric": metric}
+                   "x": x, "y": y, "metric": metric, "confounded": side(x) != side(y)}
             for name, _, _, x, y, metric in FINDINGS}
 
 
@@ -301,7 +309,12 @@ def report(summary, findings, long, kinds, seconds):
         f = findings[name]
         lo, hi = f["interval"]
         lines.append(f"| {title} | `{x}` vs `{y}` ({metric}) | {f['difference']:+.1%} | {pct(f['spread'])} | "
-                     f"[{lo:+.1%}, {hi:+.1%}] | **{f['verdict']}** | {paper} |")
+                     f"[{lo:+.1%}, {hi:+.1%}] | **{f['verdict']}**{' (confounded)' if f['confounded'] else ''} | "
+                     f"{paper} |")
+    unread = [b for b in BRANCHES if summary[b]["reads"]["base"]["numbers"] < READS]
+    lines += ["", f"Base models that restate under {READS:.0%} of the questions' numbers (their copy of each number "
+              f"did not form): {', '.join(f'`{b}`' for b in unread) if unread else 'none'}. A finding between such a "
+              "model and one that reads is marked *confounded*: it measures whether the copy formed, not the data."]
     ln, tr = long["length"], long["truncated"]
     rd, half, rl = (summary["hybrid"]["reads"]["base"], summary["hybrid_half_stable"]["reads"]["base"],
                     summary["hybrid"]["reads"]["rl"])

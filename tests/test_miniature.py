@@ -12,7 +12,7 @@ import pytest
 
 import numpy as np
 
-from miniature.report import ARMS, BRANCHES, FINDINGS, bootstrap_interval, compare, reading, reads
+from miniature.report import ARMS, BRANCHES, FINDINGS, bootstrap_interval, compare, judge, reading, reads
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = {"TRAIN_ARGS": "--max_steps=4 --ckpt_every=2", "EVAL_ARGS": "--limit=10",
@@ -76,6 +76,18 @@ def test_verdicts_direction_only_and_does_not_hold():
     assert compare(arm([0.40, 0.41]), arm([0.50, 0.50])) ["verdict"] == "does not hold"
     same = {"a": [1, 0, 1, 1]}
     assert compare(same, same)["difference"] == 0 and compare(same, same)["verdict"] == "does not hold"
+
+
+def test_a_finding_between_a_model_that_reads_and_one_that_does_not_is_confounded():
+    # hand-made: every base model restates 3 of 4 numbers but hybrid_lowq_web's (1 of 4), so the findings with it on
+    # one side are confounded, and none other (long_fix's base is long's; rl_solves compares hybrid with its base)
+    scores = lambda numbers: {"strict": [1, 0], "flexible": [1, 0], "reading": [(numbers, 2, 4), (0, 0, 0)]}
+    data = {"base": {b: scores(1 if b == "hybrid_lowq_web" else 3) for b in BRANCHES},
+            "rl": {a: {0: {"strict": [1, 0], "flexible": [1, 1]}} for a in ARMS}}
+    findings = judge(data, n_boot=10)
+    assert {n for n, f in findings.items() if f["confounded"]} == {"quality"}
+    data["base"]["long"] = scores(0)  # now long and long_fix read nothing: qa_long compares it with web_only
+    assert {n for n, f in judge(data, n_boot=10).items() if f["confounded"]} == {"quality", "qa_long"}
 
 
 def test_the_bootstrap_pairs_problems():

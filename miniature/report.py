@@ -209,16 +209,19 @@ def arm_scores(data, arm, metric):
 
 
 READS = 0.5  # a base model that restates fewer of the questions' numbers than this has not formed the copy
+COPY_IS_THE_EFFECT = {"scale"}  # more stable steps forming the copy is what this finding measures, not a confound
 
 
 def judge(data, n_boot=2000, seed=0):
     """Each finding's statistics, and `confounded`: the base model of one arm reads the questions' numbers (at least
     READS of them) and the other's does not, so the comparison measures whether the stable stage formed the copy
-    of each number (a step that comes or not by the machine's rounding at this budget, measured), not the data."""
+    of each number (a step that comes or not by the machine's rounding at this budget, measured), not the data;
+    except where the copy is the effect (scale: half the stable stage)."""
     read = {b: reads(data["base"][b])["numbers"] >= READS for b in BRANCHES}
     side = lambda arm: read[arm[5:] if arm.startswith("base:") else BASE[arm]]  # noqa: E731
     return {name: {**compare(arm_scores(data, x, metric), arm_scores(data, y, metric), n_boot, seed),
-                   "x": x, "y": y, "metric": metric, "confounded": side(x) != side(y)}
+                   "x": x, "y": y, "metric": metric,
+                   "confounded": side(x) != side(y) and name not in COPY_IS_THE_EFFECT}
             for name, _, _, x, y, metric in FINDINGS}
 
 
@@ -314,7 +317,8 @@ def report(summary, findings, long, kinds, seconds):
     unread = [b for b in BRANCHES if summary[b]["reads"]["base"]["numbers"] < READS]
     lines += ["", f"Base models that restate under {READS:.0%} of the questions' numbers (their copy of each number "
               f"did not form): {', '.join(f'`{b}`' for b in unread) if unread else 'none'}. A finding between such a "
-              "model and one that reads is marked *confounded*: it measures whether the copy formed, not the data."]
+              "model and one that reads is marked *confounded*: it measures whether the copy formed, not the data "
+              "(except more mid-training, whose effect that is)."]
     ln, tr = long["length"], long["truncated"]
     rd, half, rl = (summary["hybrid"]["reads"]["base"], summary["hybrid_half_stable"]["reads"]["base"],
                     summary["hybrid"]["reads"]["rl"])

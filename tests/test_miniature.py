@@ -88,6 +88,8 @@ def test_a_finding_between_a_model_that_reads_and_one_that_does_not_is_confounde
     assert {n for n, f in findings.items() if f["confounded"]} == {"quality"}
     data["base"]["long"] = scores(0)  # now long and long_fix read nothing: qa_long compares it with web_only
     assert {n for n, f in judge(data, n_boot=10).items() if f["confounded"]} == {"quality", "qa_long"}
+    data["base"]["hybrid_half_stable"] = scores(0)  # half the stable stage not reading is scale's effect itself
+    assert not judge(data, n_boot=10)["scale"]["confounded"]
 
 
 def test_the_bootstrap_pairs_problems():

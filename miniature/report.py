@@ -212,13 +212,18 @@ READS = 0.5  # a base model that restates fewer of the questions' numbers than t
 COPY_IS_THE_EFFECT = {"scale"}  # more stable steps forming the copy is what this finding measures, not a confound
 
 
+def unread(data):
+    """The branches whose base model restates under READS of the questions' numbers (the copy did not form)."""
+    return [b for b in BRANCHES if reads(data["base"][b])["numbers"] < READS]
+
+
 def judge(data, n_boot=2000, seed=0):
     """Each finding's statistics, and `confounded`: the base model of one arm reads the questions' numbers (at least
     READS of them) and the other's does not, so the comparison measures whether the stable stage formed the copy
     of each number (a step that comes or not by the machine's rounding at this budget, measured), not the data;
     except where the copy is the effect (scale: half the stable stage)."""
-    read = {b: reads(data["base"][b])["numbers"] >= READS for b in BRANCHES}
-    side = lambda arm: read[arm[5:] if arm.startswith("base:") else BASE[arm]]  # noqa: E731
+    missing = unread(data)
+    side = lambda arm: (arm[5:] if arm.startswith("base:") else BASE[arm]) in missing  # noqa: E731
     return {name: {**compare(arm_scores(data, x, metric), arm_scores(data, y, metric), n_boot, seed),
                    "x": x, "y": y, "metric": metric,
                    "confounded": side(x) != side(y) and name not in COPY_IS_THE_EFFECT}
@@ -270,7 +275,7 @@ def pct(x):
     return f"{x:.1%}"
 
 
-def report(summary, findings, long, kinds, seconds):
+def report(summary, findings, long, kinds, seconds, unread):
     n_problems = len(kinds)
     lines = ["# OctoThinker in miniature\n",
              "A synthetic math world and a ~1M-parameter Llama on a CPU: chained word problems (a number changed k = 1 "
@@ -314,7 +319,6 @@ def report(summary, findings, long, kinds, seconds):
         lines.append(f"| {title} | `{x}` vs `{y}` ({metric}) | {f['difference']:+.1%} | {pct(f['spread'])} | "
                      f"[{lo:+.1%}, {hi:+.1%}] | **{f['verdict']}**{' (confounded)' if f['confounded'] else ''} | "
                      f"{paper} |")
-    unread = [b for b in BRANCHES if summary[b]["reads"]["base"]["numbers"] < READS]
     lines += ["", f"Base models that restate under {READS:.0%} of the questions' numbers (their copy of each number "
               f"did not form): {', '.join(f'`{b}`' for b in unread) if unread else 'none'}. A finding between such a "
               "model and one that reads is marked *confounded*: it measures whether the copy formed, not the data "
@@ -358,7 +362,8 @@ def main(cfg):
                "findings": findings, "long_cot": long}
     write_atomic(os.path.join(cfg.out_dir, "results.json"), json.dumps(results, indent=1))
     plot(data, summary, cfg.out_dir)
-    lines = report(summary, findings, long, data["kinds"][:len(data["base"][BRANCHES[0]]["strict"])], cfg.seconds)
+    lines = report(summary, findings, long, data["kinds"][:len(data["base"][BRANCHES[0]]["strict"])], cfg.seconds,
+                   unread(data))
     write_atomic(os.path.join(cfg.out_dir, "report.md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 
